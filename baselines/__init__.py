@@ -1,0 +1,1 @@
+"""Baseline recipes as data (installed as ``bench_mlkan.baselines``)."""

@@ -1,0 +1,43 @@
+"""Command line: ``python -m bench_mlkan COMMAND [options]``.
+
+Each command lives in its own module with a ``main(argv) -> int``; this file only
+dispatches, so adding a command is one line in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("bench_mlkan.bench", "run a benchmark profile and render the leaderboards"),
+    "run": ("bench_mlkan.bench", "run one task x baseline x seed and write its JSON record"),
+    "leaderboard": ("bench_mlkan.leaderboard", "render the leaderboards from stored records"),
+    "tune": ("bench_mlkan.tuning", "Optuna study over a baseline's search space"),
+    "perf": ("bench_mlkan.perf", "time the evaluation paths (make perf)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: python -m bench_mlkan COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    entry = getattr(module, f"{command}_main", None) or module.main
+    return int(entry(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

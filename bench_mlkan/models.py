@@ -1,0 +1,451 @@
+"""The three model families: ``KAN``, ``MultichannelMLP`` and ``MLP``.
+
+All map (batch, widths[0]) -> (batch, widths[-1]). ``KAN`` trains B-spline coefficients
+c[q, p, :]; ``MultichannelMLP`` trains power-ReLU weights w[q, p, :] = c[q, p, :] @ A
+(shared/PAPER.md section 2). Both represent the same function on the grid range, convert
+into each other exactly (``to_multichannel`` / ``to_kan``) and refine exactly
+(``refined``: every spline layer's grid_size doubled, same function).
+
+Network layout (spline families)::
+
+    x -> [affine map input_domain -> grid_range] -> [Linear (optional)] -> spline layers
+    with a fixed ``squash`` applied to every hidden value that enters a spline layer,
+    then an optional output bias.
+
+Inputs of a spline layer outside ``grid_range`` are clamped (constant continuation,
+zero input derivative) in both forms, so the two forms agree everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .registry import Registry
+from .splines import (
+    Grid,
+    change_of_basis,
+    change_of_basis_inverse,
+    local_bspline,
+    power_relu_basis,
+    prolongation,
+    relu_cancellation_estimate,
+)
+
+Squash = Literal["tanh", "sigmoid"] | None
+Evaluation = Literal["auto", "spline", "relu"]
+
+#: Relative error above which the literal power-ReLU path warns (see ``PowerReLULayer``).
+RELU_PATH_TOLERANCE = 1e-4
+
+
+# ----------------------------------------------------------------------------- kernels
+def spline_layer_forward(x: Tensor, coef: Tensor, grid: Grid) -> Tensor:
+    """y[b, q] = sum_p sum_i coef[q, p, i] B_i(x[b, p]), using only the k+1 nonzero B_i.
+
+    Args:
+        x: (batch, P); coef: (Q, P, n + k).
+    Returns:
+        (batch, Q).
+    """
+    batch, P = x.shape
+    Q, _, nb = coef.shape
+    first, values = local_bspline(x, grid)  # (batch, P), (batch, P, k+1)
+    offsets = torch.arange(grid.degree + 1, device=x.device)
+    basis = torch.zeros(batch, P, nb, dtype=values.dtype, device=x.device)
+    basis = basis.scatter(-1, first.unsqueeze(-1) + offsets, values)
+    return basis.reshape(batch, P * nb) @ coef.reshape(Q, P * nb).T
+
+
+def power_relu_layer_forward(x: Tensor, weight: Tensor, grid: Grid, scaled: bool) -> Tensor:
+    """y[b, q] = sum_p sum_i weight[q, p, i] psi_i(x[b, p]) (literal multichannel MLP).
+
+    Args:
+        x: (batch, P); weight: (Q, P, n + k).
+    Returns:
+        (batch, Q).
+    """
+    batch, P = x.shape
+    Q, _, nb = weight.shape
+    psi = power_relu_basis(x, grid, scaled=scaled)  # (batch, P, n + k)
+    return psi.reshape(batch, P * nb) @ weight.reshape(Q, P * nb).T
+
+
+# ----------------------------------------------------------------------------- layers
+class SplineLayer(nn.Module):
+    """Base of the two spline-space layers: P inputs, Q outputs, one spline per edge."""
+
+    def __init__(self, in_features: int, out_features: int, grid: Grid):
+        super().__init__()
+        self.in_features, self.out_features, self.grid = in_features, out_features, grid
+
+    def spline_coefficients(self) -> Tensor:
+        """B-spline coefficients c: (Q, P, n + k) (differentiable in the parameters)."""
+        raise NotImplementedError
+
+    def refined(self) -> SplineLayer:
+        """The same layer on the dyadically refined grid, computing the same function."""
+        raise NotImplementedError
+
+    def prolong_tensor(self, t: Tensor) -> Tensor:
+        """Map a parameter-shaped tensor to the refined layer's parameter shape (linear)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        g = self.grid
+        return (
+            f"{self.in_features} -> {self.out_features}, grid_size={g.grid_size}, "
+            f"degree={g.degree}, grid_range={g.grid_range}"
+        )
+
+
+class BSplineLayer(SplineLayer):
+    """KAN layer: trainable B-spline coefficients ``coef`` (Q, P, n + k)."""
+
+    def __init__(self, in_features: int, out_features: int, grid: Grid, init_std: float = 0.1):
+        super().__init__(in_features, out_features, grid)
+        self.coef = nn.Parameter(
+            torch.randn(out_features, in_features, grid.num_basis)
+            * init_std
+            / math.sqrt(in_features)
+        )
+
+    def spline_coefficients(self) -> Tensor:
+        return self.coef
+
+    def forward(self, x: Tensor) -> Tensor:
+        return spline_layer_forward(x, self.coef, self.grid)
+
+    def prolong_tensor(self, t: Tensor) -> Tensor:
+        return t @ prolongation(self.grid, t.dtype, t.device).T
+
+    def refined(self) -> BSplineLayer:
+        new = copy.deepcopy(self)
+        new.grid = self.grid.refined()
+        new.coef = nn.Parameter(self.prolong_tensor(self.coef.detach()))
+        return new
+
+
+class PowerReLULayer(SplineLayer):
+    """Multichannel-MLP layer: trainable power-ReLU weights ``weight`` (Q, P, n + k).
+
+    evaluation:
+        "relu"   - the literal form: power-ReLU channels + one contraction.
+                   Warning: cancels catastrophically in float32 on fine grids; warns when
+                   ``relu_cancellation_estimate`` exceeds ``RELU_PATH_TOLERANCE``.
+        "spline" - the same function via c = w A^-1 (computed in float64, then cast) and
+                   the local B-spline kernel: accurate in float32; the gradient in w is the
+                   same (chain rule through a fixed linear map).
+        "auto"   - "spline" (accurate in every precision).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        grid: Grid,
+        scaled: bool = True,
+        evaluation: Evaluation = "auto",
+        init_std: float = 0.1,
+    ):
+        super().__init__(in_features, out_features, grid)
+        if evaluation not in ("auto", "spline", "relu"):
+            raise ValueError(f"evaluation must be 'auto', 'spline' or 'relu', got {evaluation!r}")
+        self.scaled, self.evaluation = scaled, evaluation
+        coef = torch.randn(out_features, in_features, grid.num_basis, dtype=torch.float64)
+        coef *= init_std / math.sqrt(in_features)
+        self.weight = nn.Parameter(
+            (coef @ change_of_basis(grid, scaled)).to(torch.get_default_dtype())
+        )
+
+    def spline_coefficients(self) -> Tensor:
+        Ainv = change_of_basis_inverse(self.grid, self.scaled, torch.float64, self.weight.device)
+        return (self.weight.double() @ Ainv).to(self.weight.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.evaluation == "relu":
+            if x.dtype != torch.float64:
+                err = relu_cancellation_estimate(self.grid, x.dtype, self.scaled)
+                if err > RELU_PATH_TOLERANCE:
+                    warnings.warn(
+                        f"power-ReLU evaluation in {x.dtype} on grid_size={self.grid.grid_size}, "
+                        f"degree={self.grid.degree} loses accuracy (estimated relative error "
+                        f"{err:.1e}); use float64 or evaluation='spline'",
+                        stacklevel=2,
+                    )
+            return power_relu_layer_forward(x, self.weight, self.grid, self.scaled)
+        return spline_layer_forward(x, self.spline_coefficients(), self.grid)
+
+    def prolong_tensor(self, t: Tensor) -> Tensor:
+        g, fine = self.grid, self.grid.refined()
+        u = t.double() @ change_of_basis_inverse(g, self.scaled, torch.float64, t.device)
+        u = u @ prolongation(g, torch.float64, t.device).T
+        return (u @ change_of_basis(fine, self.scaled, torch.float64, t.device)).to(t.dtype)
+
+    def refined(self) -> PowerReLULayer:
+        new = copy.deepcopy(self)
+        new.grid = self.grid.refined()
+        new.weight = nn.Parameter(self.prolong_tensor(self.weight.detach()))
+        return new
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scaled={self.scaled}, evaluation={self.evaluation!r}"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _squash_fn(squash: Squash, grid_range: tuple[float, float]) -> Callable[[Tensor], Tensor]:
+    a, b = grid_range
+    mid, half = (a + b) / 2, (b - a) / 2
+    if squash is None:
+        return lambda z: z
+    if squash == "tanh":
+        return lambda z: mid + half * torch.tanh(z)
+    if squash == "sigmoid":
+        return lambda z: a + (b - a) * torch.sigmoid(z)
+    raise ValueError(f"squash must be None, 'tanh' or 'sigmoid', got {squash!r}")
+
+
+class InputMap(nn.Module):
+    """Fixed affine map of each input from ``domain`` [(lo, hi), ...] onto ``target``."""
+
+    def __init__(
+        self, domain: Sequence[Sequence[float]] | None, dim: int, target: tuple[float, float]
+    ):
+        super().__init__()
+        if domain is None:
+            scale, shift = torch.ones(dim), torch.zeros(dim)
+        else:
+            if len(domain) != dim:
+                raise ValueError(
+                    f"input_domain has {len(domain)} intervals, the model {dim} inputs"
+                )
+            lo = torch.tensor([float(d[0]) for d in domain], dtype=torch.float64)
+            hi = torch.tensor([float(d[1]) for d in domain], dtype=torch.float64)
+            if not bool((hi > lo).all()):
+                raise ValueError(f"input_domain intervals need lo < hi, got {domain!r}")
+            scale = (target[1] - target[0]) / (hi - lo)
+            shift = target[0] - lo * scale
+        self.domain = None if domain is None else [tuple(map(float, d)) for d in domain]
+        self.register_buffer("scale", scale.to(torch.get_default_dtype()))
+        self.register_buffer("shift", shift.to(torch.get_default_dtype()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.domain is None:
+            return x
+        return x * self.scale + self.shift
+
+
+def _check_widths(widths: Sequence[int], minimum: int) -> list[int]:
+    widths = list(widths)
+    if len(widths) < minimum or any(not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"widths must be >= {minimum} positive integers, got {widths!r}")
+    return widths
+
+
+# ----------------------------------------------------------------------------- networks
+class SplineNetwork(nn.Module):
+    """Shared body of ``KAN`` and ``MultichannelMLP`` (see the module docstring)."""
+
+    layer_kind = "spline"
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        grid_size: int,
+        degree: int,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        *,
+        linear_first: bool = False,
+        linear_bias: bool = False,
+        squash: Squash = None,
+        output_bias: bool = False,
+        input_domain: Sequence[Sequence[float]] | None = None,
+        init_std: float = 0.1,
+    ):
+        super().__init__()
+        self.config = dict(
+            widths=list(widths),
+            grid_size=grid_size,
+            degree=degree,
+            grid_range=tuple(grid_range),
+            linear_first=linear_first,
+            linear_bias=linear_bias,
+            squash=squash,
+            output_bias=output_bias,
+            input_domain=input_domain,
+            init_std=init_std,
+        )
+        self.widths = _check_widths(widths, 3 if linear_first else 2)
+        self.grid = Grid(grid_size, degree, tuple(grid_range))  # type: ignore[arg-type]
+        self.linear_first, self.linear_bias, self.squash = linear_first, linear_bias, squash
+        self._squash = _squash_fn(squash, self.grid.grid_range)
+        self.input_map = InputMap(input_domain, self.widths[0], self.grid.grid_range)
+        self.linear = (
+            nn.Linear(self.widths[0], self.widths[1], bias=linear_bias) if linear_first else None
+        )
+        spline_widths = self.widths[1:] if linear_first else self.widths
+        self.layers = nn.ModuleList(
+            self._make_layer(p, q, init_std) for p, q in zip(spline_widths[:-1], spline_widths[1:])
+        )
+        self.output_bias = nn.Parameter(torch.zeros(self.widths[-1])) if output_bias else None
+
+    def _make_layer(self, p: int, q: int, init_std: float) -> SplineLayer:
+        raise NotImplementedError
+
+    @property
+    def grid_size(self) -> int:
+        return self.layers[0].grid.grid_size
+
+    @property
+    def degree(self) -> int:
+        return self.grid.degree
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.input_map(x)
+        if self.linear is not None:
+            x = self._squash(self.linear(x))
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = self._squash(x)
+            x = layer(x)
+        return x if self.output_bias is None else x + self.output_bias
+
+    def refined(self) -> SplineNetwork:
+        """The next level: every spline layer's grid_size doubled, the same function."""
+        new = copy.deepcopy(self)
+        new.layers = nn.ModuleList(layer.refined() for layer in self.layers)
+        new.grid = self.grid.refined()
+        new.config = {**self.config, "grid_size": new.grid.grid_size}
+        return new
+
+    def prolong_parameter_tensor(self, name: str, t: Tensor) -> Tensor:
+        """Map a tensor shaped like parameter ``name`` onto the refined model's parameter."""
+        parts = name.split(".")
+        if parts[0] == "layers" and len(parts) == 3:
+            return self.layers[int(parts[1])].prolong_tensor(t)
+        return t.clone()
+
+    def _convert(self, cls: type[SplineNetwork], **extra) -> SplineNetwork:
+        """Build ``cls`` with the same architecture and the same function."""
+        ref = self.layers[0].spline_coefficients()
+        new = cls(**{**self.config, **extra}).to(dtype=ref.dtype, device=ref.device)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("layers.")}
+        new.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            for src, dst in zip(self.layers, new.layers):
+                coef = src.spline_coefficients().detach().double()
+                if isinstance(dst, PowerReLULayer):
+                    A = change_of_basis(dst.grid, dst.scaled, torch.float64, coef.device)
+                    dst.weight.copy_(coef @ A)
+                else:
+                    dst.coef.copy_(coef)
+        return new
+
+
+class KAN(SplineNetwork):
+    """Spline KAN: trains B-spline coefficients ("spline basis" in the paper).
+
+    Args:
+        widths: [in, hidden..., out]; with ``linear_first`` the first map is a Linear layer.
+        grid_size: intervals n per spline; degree: k (cubic = 3); grid_range: [a, b].
+        linear_first / linear_bias: a plain Linear(widths[0], widths[1]) before the splines.
+        squash: None (clamp only), "tanh" or "sigmoid": a fixed map of every hidden value
+            that enters a spline layer onto the grid range.
+        output_bias: a trainable bias on the output.
+        input_domain: [(lo, hi)] per input, mapped affinely onto grid_range first.
+    """
+
+    def _make_layer(self, p: int, q: int, init_std: float) -> SplineLayer:
+        return BSplineLayer(p, q, self.grid, init_std)
+
+    def to_multichannel(
+        self, scaled: bool = True, evaluation: Evaluation = "auto"
+    ) -> MultichannelMLP:
+        """The equivalent multichannel MLP (w = c A per edge), same function on grid_range."""
+        return self._convert(MultichannelMLP, scaled=scaled, evaluation=evaluation)  # type: ignore[return-value]
+
+
+class MultichannelMLP(SplineNetwork):
+    """Multichannel power-ReLU MLP: trains w = c A ("ReLU basis" in the paper).
+
+    Same arguments as ``KAN`` plus ``scaled`` (h-scaled power-ReLU, default) and
+    ``evaluation`` ("auto", "spline", "relu"; see ``PowerReLULayer``).
+    """
+
+    def __init__(self, *args, scaled: bool = True, evaluation: Evaluation = "auto", **kwargs):
+        self.scaled, self.evaluation = scaled, evaluation
+        super().__init__(*args, **kwargs)
+
+    def _make_layer(self, p: int, q: int, init_std: float) -> SplineLayer:
+        return PowerReLULayer(p, q, self.grid, self.scaled, self.evaluation, init_std)
+
+    def to_kan(self) -> KAN:
+        """The equivalent KAN (c = w A^-1 per edge), same function on grid_range."""
+        return self._convert(KAN)  # type: ignore[return-value]
+
+
+class MLP(nn.Module):
+    """Plain MLP: Linear layers with ``activation`` between them.
+
+    Hidden layers have biases; the output layer has one only with ``output_bias`` (the
+    paper's MLP parameter counts have none). ``input_domain`` maps inputs onto [-1, 1].
+    """
+
+    ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+        "tanh": nn.Tanh,
+        "relu": nn.ReLU,
+        "silu": nn.SiLU,
+        "gelu": nn.GELU,
+        "sin": lambda: _Sin(),
+    }
+    layer_kind = "mlp"
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        activation: str = "tanh",
+        *,
+        output_bias: bool = False,
+        input_domain: Sequence[Sequence[float]] | None = None,
+    ):
+        super().__init__()
+        self.widths = _check_widths(widths, 2)
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; known: {sorted(self.ACTIVATIONS)}"
+            )
+        self.activation = activation
+        self.input_map = InputMap(input_domain, self.widths[0], (-1.0, 1.0))
+        mods: list[nn.Module] = []
+        pairs = list(zip(self.widths[:-1], self.widths[1:]))
+        for i, (p, q) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            mods.append(nn.Linear(p, q, bias=output_bias if last else True))
+            if not last:
+                mods.append(self.ACTIVATIONS[activation]())
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.input_map(x))
+
+
+class _Sin(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+#: Registry of model families by name (used by configs).
+MODELS: Registry[type[nn.Module]] = Registry(
+    "model", {"kan": KAN, "mcmlp": MultichannelMLP, "mlp": MLP}
+)
