@@ -1,0 +1,521 @@
+"""The training engine: one LightningModule for any model x task, and ``train(config)``.
+
+``train(RunConfig(...)) -> RunResult`` is the entry point the bench and the tuning call.
+The module holds no maths: the task computes the loss terms and metrics, the model is a
+plain ``nn.Module``, ``MultilevelStrategy`` refines it, ``work.COST_MODELS`` prices steps.
+
+Training is full batch (one optimizer step per epoch). Under DDP each rank keeps every
+``world_size``-th point of each training set; loss terms are additive over shards, so the
+rank losses are scaled by ``world_size`` before DDP averages the gradients.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from .config import ConfigError, RunConfig
+from .models import MODELS, SplineNetwork, count_parameters
+from .multilevel import MultilevelStrategy
+from .optim import lr_factor, make_optimizer
+from .task import Task
+from .work import COST_MODELS
+
+
+# ----------------------------------------------------------------------------- module
+class TaskModule(L.LightningModule):
+    """Wraps ``model`` and ``task``: full-batch steps, level-aware, work-counting."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        config: RunConfig,
+        level: int = 0,
+        base_grid_size: int | None = None,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.model, self.task, self.config = model, task, config
+        self.level, self.base_grid_size = level, base_grid_size
+        batch = task.train_batch()
+        self.data: dict[str, Tensor] = dict(batch)
+        self.state: dict[str, Tensor] = task.make_state(batch)
+        self.num_points = sum(v.shape[0] for k, v in batch.items() if v.is_floating_point())
+        self.work = 0.0
+        self.work_macs = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.eval_history: list[dict[str, Any]] = []
+        self.refinements: list[dict[str, Any]] = []
+        self.diverged: dict[str, Any] | None = None
+        self.last: dict[str, float] = {}
+
+    # -- data placement and sharding -------------------------------------------------
+    def setup(self, stage: str) -> None:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if world > 1:
+            self.data = {k: v[rank::world] for k, v in self.data.items()}
+            self.state = {k: v[rank::world] for k, v in self.state.items()}
+
+    def on_fit_start(self) -> None:
+        self._place()
+
+    def _place(self) -> None:
+        dtype = next(self.model.parameters()).dtype
+
+        def put(v: Tensor) -> Tensor:
+            return v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device)
+
+        self.data = {k: put(v) for k, v in self.data.items()}
+        self.state = {k: put(v) for k, v in self.state.items()}
+
+    # -- optimisation ---------------------------------------------------------------
+    def configure_optimizers(self):
+        c = self.config
+        opt = make_optimizer(c.optimizer, self.model.parameters(), c.lr, c.optimizer_options)
+        factor = lr_factor(c.lr, c.lr_start, c.warmup_steps, c.lr_schedule, c.lr_schedule_options)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def loss_terms(self, update_state: bool = False) -> dict[str, Tensor]:
+        return self.task.loss_terms(self.model, self.data, self.state, update_state=update_state)
+
+    def current_loss(self) -> float:
+        """The full loss (summed over ranks) at the current parameters, no state update."""
+        with torch.enable_grad():
+            loss = sum(self.loss_terms().values()).detach()  # type: ignore[union-attr]
+        return float(self._all_reduce_sum(loss))
+
+    def _all_reduce_sum(self, value: Tensor) -> Tensor:
+        if self.trainer.world_size > 1:
+            value = value.clone()
+            torch.distributed.all_reduce(value)
+        return value
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt = self.optimizers()
+        world = self.trainer.world_size
+        evaluations = 0
+        first: list[Any] = []
+
+        def closure() -> Tensor:
+            nonlocal evaluations
+            evaluations += 1
+            opt.zero_grad(set_to_none=True)
+            terms = self.loss_terms(update_state=evaluations == 1)
+            loss = sum(terms.values())
+            if not first:
+                first.append((loss.detach(), {k: v.detach() for k, v in terms.items()}))
+            if torch.isfinite(loss):
+                self.manual_backward(loss * world)
+            return loss.detach()
+
+        step, level = self.trainer.global_step, self.level
+        lr = opt.param_groups[0]["lr"]
+        opt.step(closure=closure)
+        loss, terms = first[0]
+        loss_total = float(self._all_reduce_sum(loss))
+        finite_params = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        if not (math.isfinite(loss_total) and finite_params):
+            self.diverged = {"step": step, "level": level, "loss": loss_total}
+            self.trainer.should_stop = True
+            return
+        self.lr_schedulers().step()  # type: ignore[union-attr]
+        cost = dict(
+            model=self.model,
+            points=self.num_points,
+            derivative_order=self.task.derivative_order,
+            input_dim=self.task.input_dim,
+            evaluations=evaluations,
+            base_grid_size=self.base_grid_size,
+        )
+        self.work += COST_MODELS[self.config.cost_model].step_cost(**cost)
+        self.work_macs += COST_MODELS["macs"].step_cost(**cost)
+        self.last = {
+            "step": step,
+            "level": level,
+            "work": self.work,
+            "loss": loss_total,
+            "lr": lr,
+            **{f"loss/{k}": float(self._all_reduce_sum(v)) for k, v in terms.items()},
+        }
+        self.history.append({**self.last, "work_macs": self.work_macs, "evaluations": evaluations})
+        if self.trainer.loggers:
+            self.log_dict(
+                {
+                    "train/loss": loss_total,
+                    "work": self.work,
+                    "level": float(level),
+                    "lr": lr,
+                    **{f"train/{k}": v for k, v in self.last.items() if k.startswith("loss/")},
+                },
+                on_step=True,
+                on_epoch=False,
+                batch_size=1,
+                rank_zero_only=True,
+            )
+
+    # -- evaluation -----------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """The task's metrics on its evaluation grid (input derivatives allowed)."""
+        was_training = self.model.training
+        self.model.eval()
+        with torch.enable_grad():
+            metrics = self.task.evaluate(self.model)
+        self.model.train(was_training)
+        return metrics
+
+    def level_end_metrics(self) -> dict[str, float]:
+        metrics = self.evaluate()
+        self.eval_history.append(
+            {
+                "step": self.trainer.global_step,
+                "level": self.level,
+                "work": self.work,
+                "work_macs": self.work_macs,
+                **metrics,
+            }
+        )
+        return metrics
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        metrics = self.level_end_metrics()
+        if self.trainer.loggers:
+            self.log_dict(
+                {f"val/{k}": v for k, v in metrics.items()}, batch_size=1, rank_zero_only=True
+            )
+
+    def log_refinement(self, record: dict[str, Any]) -> None:
+        if self.trainer.loggers:
+            for logger in self.trainer.loggers:
+                logger.log_metrics(
+                    {
+                        f"multilevel/{k}": float(v)
+                        for k, v in record.items()
+                        if isinstance(v, int | float)
+                    },
+                    step=self.trainer.global_step,
+                )
+
+    # -- checkpoints ----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["bench_mlkan"] = {
+            "level": self.level,
+            "work": self.work,
+            "work_macs": self.work_macs,
+            "history": self.history,
+            "eval_history": self.eval_history,
+            "refinements": self.refinements,
+            "diverged": self.diverged,
+            "state": {k: v.detach().cpu() for k, v in self.state.items()},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint["bench_mlkan"]
+        while self.level < saved["level"]:  # rebuild the saved level before its weights load
+            self.model = self.model.refined()
+            self.level += 1
+        for key in ("work", "work_macs", "history", "eval_history", "refinements", "diverged"):
+            setattr(self, key, saved[key])
+        self.state = dict(saved["state"])
+
+
+# ----------------------------------------------------------------------------- progress
+class ProgressBar(L.Callback):
+    """tqdm bar over all steps with level, loss and work; off when not a terminal or in CI."""
+
+    def __init__(self, total: int, unit: str, enabled: bool | None = None):
+        if enabled is None:
+            enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.total, self.unit, self.enabled, self.bar = total, unit, enabled, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.enabled and trainer.is_global_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total,
+                initial=trainer.global_step,
+                dynamic_ncols=True,
+                desc=f"{pl_module.config.task}/{pl_module.config.model}",
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.bar is not None and pl_module.last:
+            last = pl_module.last
+            self.bar.set_postfix(
+                level=last["level"],
+                loss=f"{last['loss']:.3e}",
+                work=f"{last['work']:.4g}",
+                refresh=False,
+            )
+            self.bar.update(1)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class RunResult:
+    """What one run produced; ``to_dict`` is the JSON record's body."""
+
+    config: dict[str, Any]
+    status: str  # "ok" | "diverged" | "failed"
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    refinements: list[dict[str, Any]] = field(default_factory=list)
+    diverged: dict[str, Any] | None = None
+    error: str | None = None
+    params: int = 0
+    params_per_level: dict[int, int] = field(default_factory=dict)
+    steps: int = 0
+    work: float = 0.0
+    work_unit: str = ""
+    work_macs: float = 0.0
+    wall_clock: float = 0.0
+    device: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "model"}
+        out["params_per_level"] = {str(k): v for k, v in self.params_per_level.items()}
+        return out
+
+
+def environment() -> dict[str, Any]:
+    """Versions, machine and threads, for run records."""
+    import lightning
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+# ----------------------------------------------------------------------------- building
+def build_model(config: RunConfig, task: Task, level: int = 0) -> nn.Module:
+    """The model of ``config`` at ``level`` (grid_size * 2**level), fitted to ``task``'s inputs."""
+    opts = dict(config.model_options)
+    widths = list(opts.pop("widths"))
+    if widths[0] != task.feature_dim or widths[-1] != task.output_dim:
+        raise ConfigError(
+            f"widths {widths} do not fit task {task.name!r}: it needs "
+            f"{task.feature_dim} inputs and {task.output_dim} outputs"
+        )
+    opts.setdefault("input_domain", task.feature_domain)
+    cls = MODELS[config.model]
+    if issubclass(cls, SplineNetwork):
+        opts["grid_size"] = int(opts["grid_size"]) * 2**level
+    try:
+        return cls(widths, **opts)
+    except TypeError as e:
+        raise ConfigError(f"bad model_options for {config.model!r}: {e}") from e
+
+
+def plan_schedule(config: RunConfig, task: Task) -> tuple[int, list[int]]:
+    """(start level, steps per level from it) - from ``schedule`` or ``budget_fractions``."""
+    levels = config.level_steps_nonzero()
+    start = levels[0][0]
+    if config.budget_fractions is None:
+        return start, [steps for _, steps in levels]
+    assert config.work_budget is not None
+    cost = COST_MODELS[config.cost_model]
+    steps = []
+    for level, _ in levels:
+        model = build_model(config, task, level)
+        per_step = cost.step_cost(
+            model,
+            _points(task),
+            task.derivative_order,
+            task.input_dim,
+            1,
+            config.model_options.get("grid_size"),
+        )
+        steps.append(int(config.budget_fractions[level] * config.work_budget / per_step))
+    if sum(steps) == 0:
+        raise ConfigError(
+            f"work_budget {config.work_budget} buys no step with fractions "
+            f"{config.budget_fractions}"
+        )
+    return start, steps
+
+
+def _points(task: Task) -> int:
+    return sum(v.shape[0] for v in task.train_batch().values() if v.is_floating_point())
+
+
+class _OneBatch(torch.utils.data.Dataset):
+    """One dummy item per epoch: the data lives in the module (full batch)."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> int:
+        return 0
+
+
+def _loader() -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(_OneBatch(), batch_size=None)
+
+
+# ----------------------------------------------------------------------------- entry point
+def train(
+    config: RunConfig | dict[str, Any],
+    *,
+    loggers: list | None = None,
+    callbacks: list | None = None,
+    task: Task | None = None,
+) -> RunResult:
+    """Train one run. Bad configs raise ``ConfigError`` before training; a diverging loss
+    ends the run with status "diverged" (step and level recorded), never an exception.
+
+    Args:
+        config: a ``RunConfig`` or a dict of its fields.
+        loggers: Lightning loggers (e.g. W&B); none by default.
+        callbacks: extra Lightning callbacks (e.g. Optuna pruning).
+        task: a prebuilt task (else ``TASKS[config.task](**config.task_options)``).
+    """
+    from bench_mlkan.tasks import TASKS
+
+    if isinstance(config, dict):
+        config = RunConfig.from_dict(config)
+    config.validate()
+    _quiet_lightning()
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if task is None:
+        try:
+            task = TASKS[config.task](**config.task_options)
+        except TypeError as e:
+            raise ConfigError(f"bad task_options for {config.task!r}: {e}") from e
+    start, steps = plan_schedule(config, task)
+    dtype = torch.float64 if config.precision == "64" else torch.float32
+    model = build_model(config, task, start).to(dtype)
+    base_grid = config.model_options.get("grid_size")
+    module = TaskModule(model, task, config, level=start, base_grid_size=base_grid)
+    strategy = MultilevelStrategy(
+        steps,
+        start_level=start,
+        refine_rtol=config.refine_rtol,
+        carry_optimizer_state=config.carry_optimizer_state,
+    )
+    cbs: list[L.Callback] = [
+        strategy,
+        ProgressBar(strategy.total_steps, config.cost_model, config.progress),
+    ]
+    if config.checkpoint_dir:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=config.checkpoint_dir,
+                every_n_train_steps=config.checkpoint_every or None,
+                save_top_k=-1,
+                save_last=True,
+                filename="step{step}",
+                auto_insert_metric_name=False,
+            )
+        )
+    cbs += list(callbacks or [])
+    trainer = L.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        precision="64-true" if config.precision == "64" else "32-true",
+        max_epochs=strategy.total_steps,
+        inference_mode=False,
+        logger=loggers or False,
+        callbacks=cbs,
+        enable_checkpointing=bool(config.checkpoint_dir),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        check_val_every_n_epoch=config.eval_every or None,
+        limit_val_batches=1.0 if config.eval_every else 0,
+        deterministic=True,
+        log_every_n_steps=1,
+    )
+    t0 = time.perf_counter()
+    status, error = "ok", None
+    try:
+        trainer.fit(
+            module,
+            train_dataloaders=_loader(),
+            val_dataloaders=_loader() if config.eval_every else None,
+            ckpt_path=config.resume_from,
+        )
+    except Exception as e:  # noqa: BLE001 - recorded, and re-raised for refinement errors
+        from .multilevel import RefinementError
+
+        if isinstance(e, RefinementError | ConfigError):
+            raise
+        status, error = "failed", "".join(traceback.format_exception(e))
+    wall = time.perf_counter() - t0
+    if module.diverged is not None:
+        status = "diverged"
+    final = {}
+    if status == "ok":
+        final = module.evaluate()
+        final["train_loss"] = module.current_loss()
+    params_per_level = _params_per_level(config, task, start, module.level)
+    return RunResult(
+        config=config.to_dict(),
+        status=status,
+        final_metrics=final,
+        history=module.history,
+        eval_history=module.eval_history,
+        refinements=module.refinements,
+        diverged=module.diverged,
+        error=error,
+        params=count_parameters(module.model),
+        params_per_level=params_per_level,
+        steps=trainer.global_step,
+        work=module.work,
+        work_unit=COST_MODELS[config.cost_model].unit,
+        work_macs=module.work_macs,
+        wall_clock=wall,
+        device=str(module.device),
+        environment=environment(),
+        model=module.model,
+    )
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter and known-harmless warnings out of the output."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        ".*LeafSpec.*",
+        ".*does not have many workers.*",
+        ".*val_dataloader.*",
+        ".*litlogger.*",
+        ".*GPU available.*",
+        ".*callbacks used to create the checkpoint.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def _params_per_level(config: RunConfig, task: Task, start: int, end: int) -> dict[int, int]:
+    return {lvl: count_parameters(build_model(config, task, lvl)) for lvl in range(start, end + 1)}

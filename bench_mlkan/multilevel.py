@@ -1,0 +1,129 @@
+"""``MultilevelStrategy``: coarse-to-fine training as a Lightning callback (PAPER.md 4).
+
+At each level boundary (a global step count) it refines the model exactly, checks that
+the loss right after equals the loss right before (to ``refine_rtol``; a mismatch raises
+``RefinementError``), rebuilds the optimizer and LR scheduler (the warm-up ramp restarts)
+and optionally carries Adam moments across by prolonging them. Single-level runs are the
+same callback with one level, so every strategy shares this code path.
+
+The callback keeps no state of its own: the level lives in the LightningModule (saved
+in checkpoints; the module rebuilds that level in ``on_load_checkpoint``) and the target
+level follows from ``trainer.global_step``, so refinement is idempotent and a resumed
+run refines exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from itertools import accumulate
+
+import lightning as L
+
+
+class RefinementError(RuntimeError):
+    """The loss changed across a refinement by more than the tolerance."""
+
+
+class MultilevelStrategy(L.Callback):
+    """Refine at the boundaries of ``schedule`` (steps per level, from ``start_level``).
+
+    Args:
+        schedule: steps at levels start_level, start_level+1, ... (zeros allowed in between).
+        start_level: the level the model is built at.
+        refine_rtol: allowed |loss_after - loss_before| / max(|loss_before|, tiny).
+        carry_optimizer_state: prolong Adam/AdamW moments instead of resetting them.
+    """
+
+    def __init__(
+        self,
+        schedule: Sequence[int],
+        start_level: int = 0,
+        refine_rtol: float = 1e-9,
+        carry_optimizer_state: bool = False,
+    ):
+        if not schedule or any(s < 0 for s in schedule):
+            raise ValueError(f"schedule must be non-empty with steps >= 0, got {list(schedule)!r}")
+        self.schedule, self.start_level = list(schedule), start_level
+        self.boundaries = list(accumulate(self.schedule))  # end step of each level
+        self.refine_rtol, self.carry_optimizer_state = refine_rtol, carry_optimizer_state
+
+    @property
+    def total_steps(self) -> int:
+        return self.boundaries[-1]
+
+    def level_at(self, step: int) -> int:
+        """The level that trains optimizer step ``step`` (0-based)."""
+        i = bisect.bisect_right(self.boundaries, step)
+        return self.start_level + min(i, len(self.schedule) - 1)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._advance(trainer, pl_module)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
+        # Also here: a run resumed from a checkpoint written at a batch end restarts
+        # without an epoch start, and must still refine before its next step.
+        self._advance(trainer, pl_module)
+
+    def _advance(self, trainer: L.Trainer, pl_module) -> None:
+        target = self.level_at(trainer.global_step)
+        while pl_module.level < target:
+            self.refine(trainer, pl_module)
+
+    def refine(self, trainer: L.Trainer, pl_module) -> None:
+        """Refine ``pl_module.model`` one level, check the loss, rebuild the optimizer."""
+        old_model, old_optimizers = pl_module.model, list(trainer.optimizers)
+        level_end = pl_module.level_end_metrics()
+        before = pl_module.current_loss()
+        pl_module.model = old_model.refined()
+        pl_module.level += 1
+        after = pl_module.current_loss()
+        rel = abs(after - before) / max(abs(before), 1e-300)
+        record = {
+            "level": pl_module.level,
+            "step": trainer.global_step,
+            "work": pl_module.work,
+            "work_macs": pl_module.work_macs,
+            "loss_before": before,
+            "loss_after": after,
+            "rel_change": rel,
+            "level_end_metrics": level_end,
+        }
+        pl_module.refinements.append(record)
+        pl_module.log_refinement(record)
+        if not rel <= self.refine_rtol:
+            raise RefinementError(
+                f"loss changed across refinement to level {pl_module.level}: before {before!r}, "
+                f"after {after!r} (relative {rel:.3e} > refine_rtol {self.refine_rtol:.1e})"
+            )
+        self._rewrap_ddp(trainer, pl_module)
+        trainer.strategy.setup_optimizers(trainer)
+        if self.carry_optimizer_state:
+            self._carry_moments(
+                old_model, old_optimizers[0], pl_module.model, trainer.optimizers[0]
+            )
+
+    @staticmethod
+    def _rewrap_ddp(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            strategy.model = pl_module
+            strategy.configure_ddp()
+
+    @staticmethod
+    def _carry_moments(old_model, old_opt, new_model, new_opt) -> None:
+        """Prolong Adam's exp_avg / exp_avg_sq with each parameter's refinement map."""
+        old_params = dict(old_model.named_parameters())
+        for name, p_new in new_model.named_parameters():
+            state = old_opt.state.get(old_params[name])
+            if not state:
+                continue
+            carried = {"step": state["step"].clone()}
+            for key in ("exp_avg", "exp_avg_sq"):
+                t = old_model.prolong_parameter_tensor(name, state[key])
+                carried[key] = t.abs() if key == "exp_avg_sq" else t
+            new_opt.state[p_new] = carried

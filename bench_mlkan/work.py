@@ -1,0 +1,100 @@
+"""Work accounting: the cost of one training step, in a documented unit.
+
+Two cost models (``COST_MODELS``); every run records the work in both, and matches
+budgets in the one its config names.
+
+``paper`` - unit "coarse steps": one optimizer step (one epoch, full batch) of a spline
+    model costs grid_size / base_grid_size, i.e. 2^level on a dyadic hierarchy (PAPER.md
+    section 4: "cost per step proportional to the level's size"). A model without a grid
+    (MLP) costs 1 per step. The paper's regression budgets {128,0,0,0}, {0,0,0,16} and
+    {32,16,8,4} all come to 128.
+
+``macs`` - unit "MAC" (multiply-accumulates): an analytic count from the model's size and
+    the task's points and derivative order, per loss evaluation (an L-BFGS step makes
+    several)::
+
+        forward MACs per point = sum over layers P * Q * width(layer)
+            width = n + k for a spline layer (dense-equivalent basis contraction,
+            as the forward pass computes it), 1 for a Linear layer
+        loss evaluation = points * forward * 3 * (1 + 2 * d * input_dim)
+
+    3 = forward + backward (backward ~ 2x forward); each input-derivative order d adds
+    ~2 passes per input coordinate (autograd of the forward graph, then its backward).
+
+    Warning: the derivative factor is an approximation; the forward count is exact for
+    the matmul FLOPs (``torch.utils.flop_counter`` counts 2 * MACs; tested), and the
+    measured-time check lives in the perf benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .models import MLP, SplineNetwork
+from .registry import Registry
+
+
+def forward_macs_per_point(model: nn.Module) -> int:
+    """Multiply-accumulates of one forward pass at one point (matmul-like work)."""
+    total = 0
+    if isinstance(model, SplineNetwork):
+        if model.linear is not None:
+            total += model.linear.in_features * model.linear.out_features
+        for layer in model.layers:
+            total += layer.in_features * layer.out_features * layer.grid.num_basis
+    elif isinstance(model, MLP):
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                total += m.in_features * m.out_features
+    else:
+        total = sum(p.numel() for p in model.parameters())
+    return total
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Cost of one optimizer step; subclasses define ``step_cost``."""
+
+    name: str = ""
+    unit: str = ""
+
+    def step_cost(
+        self,
+        model: nn.Module,
+        points: int,
+        derivative_order: int,
+        input_dim: int,
+        evaluations: int,
+        base_grid_size: int | None,
+    ) -> float:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PaperCost(CostModel):
+    name: str = "paper"
+    unit: str = "coarse steps (1 = one full-batch step at the base grid)"
+
+    def step_cost(self, model, points, derivative_order, input_dim, evaluations, base_grid_size):
+        if isinstance(model, SplineNetwork):
+            return model.grid_size / float(base_grid_size or model.grid_size)
+        return 1.0
+
+
+@dataclass(frozen=True)
+class MacsCost(CostModel):
+    name: str = "macs"
+    unit: str = "MAC (analytic multiply-accumulates, fwd+bwd incl. input derivatives)"
+
+    def step_cost(self, model, points, derivative_order, input_dim, evaluations, base_grid_size):
+        per_eval = (
+            points * forward_macs_per_point(model) * 3 * (1 + 2 * derivative_order * input_dim)
+        )
+        return float(per_eval * evaluations)
+
+
+COST_MODELS: Registry[CostModel] = Registry(
+    "cost model", {"paper": PaperCost(), "macs": MacsCost()}
+)
