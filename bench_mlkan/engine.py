@@ -150,6 +150,9 @@ class TaskModule(L.LightningModule):
             **{f"loss/{k}": float(self._all_reduce_sum(v)) for k, v in terms.items()},
         }
         self.history.append({**self.last, "work_macs": self.work_macs, "evaluations": evaluations})
+        budget = self.config.work_budget
+        if budget is not None and self.work >= budget * (1 - 1e-12):
+            self.trainer.should_stop = True
         if self.trainer.loggers:
             self.log_dict(
                 {
@@ -513,6 +516,7 @@ def _quiet_lightning() -> None:
         ".*litlogger.*",
         ".*GPU available.*",
         ".*callbacks used to create the checkpoint.*",
+        ".*no pre-optimization state was saved.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
