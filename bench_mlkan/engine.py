@@ -58,6 +58,7 @@ class TaskModule(L.LightningModule):
         self.eval_history: list[dict[str, Any]] = []
         self.refinements: list[dict[str, Any]] = []
         self.diverged: dict[str, Any] | None = None
+        self.level_states: dict[int, dict[str, Tensor]] = {}  # weights at each level's end
         self.last: dict[str, float] = {}
 
     # -- data placement and sharding -------------------------------------------------
@@ -178,6 +179,12 @@ class TaskModule(L.LightningModule):
         self.model.train(was_training)
         return metrics
 
+    def snapshot_level(self) -> None:
+        """Keep a CPU copy of the current weights as this level's final state."""
+        self.level_states[self.level] = {
+            k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+        }
+
     def level_end_metrics(self) -> dict[str, float]:
         metrics = self.evaluate()
         self.eval_history.append(
@@ -220,6 +227,7 @@ class TaskModule(L.LightningModule):
             "eval_history": self.eval_history,
             "refinements": self.refinements,
             "diverged": self.diverged,
+            "level_states": self.level_states,
             "state": {k: v.detach().cpu() for k, v in self.state.items()},
         }
 
@@ -228,7 +236,15 @@ class TaskModule(L.LightningModule):
         while self.level < saved["level"]:  # rebuild the saved level before its weights load
             self.model = self.model.refined()
             self.level += 1
-        for key in ("work", "work_macs", "history", "eval_history", "refinements", "diverged"):
+        for key in (
+            "work",
+            "work_macs",
+            "history",
+            "eval_history",
+            "refinements",
+            "diverged",
+            "level_states",
+        ):
             setattr(self, key, saved[key])
         self.state = dict(saved["state"])
 
@@ -292,9 +308,11 @@ class RunResult:
     device: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = None
+    level_states: dict[int, dict[str, Tensor]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "model"}
+        """JSON-able fields (everything but the model and its per-level weights)."""
+        out = {k: v for k, v in self.__dict__.items() if k not in ("model", "level_states")}
         out["params_per_level"] = {str(k): v for k, v in self.params_per_level.items()}
         return out
 
@@ -480,6 +498,7 @@ def train(
         final = module.evaluate()
         final["train_loss"] = module.current_loss()
     params_per_level = _params_per_level(config, task, start, module.level)
+    module.snapshot_level()
     return RunResult(
         config=config.to_dict(),
         status=status,
@@ -499,6 +518,7 @@ def train(
         device=str(module.device),
         environment=environment(),
         model=module.model,
+        level_states=module.level_states,
     )
 
 

@@ -76,6 +76,7 @@ class MultilevelStrategy(L.Callback):
         """Refine ``pl_module.model`` one level, check the loss, rebuild the optimizer."""
         old_model, old_optimizers = pl_module.model, list(trainer.optimizers)
         level_end = pl_module.level_end_metrics()
+        pl_module.snapshot_level()
         before = pl_module.current_loss()
         pl_module.model = old_model.refined()
         pl_module.level += 1
