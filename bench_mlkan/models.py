@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .registry import Registry
 from .splines import (
     Grid,
+    _is_integer,
     change_of_basis,
     change_of_basis_inverse,
     local_bspline,
@@ -232,20 +233,22 @@ class InputMap(nn.Module):
             scale = (target[1] - target[0]) / (hi - lo)
             shift = target[0] - lo * scale
         self.domain = None if domain is None else [tuple(map(float, d)) for d in domain]
-        self.register_buffer("scale", scale.to(torch.get_default_dtype()))
-        self.register_buffer("shift", shift.to(torch.get_default_dtype()))
+        # Kept in float64 (cast to the input's dtype when applied): rounding them to the
+        # default float32 here would cap a later ``.double()`` model at ~1e-7 accuracy.
+        self.register_buffer("scale", scale.to(torch.float64))
+        self.register_buffer("shift", shift.to(torch.float64))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.domain is None:
             return x
-        return x * self.scale + self.shift
+        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
 
 
 def _check_widths(widths: Sequence[int], minimum: int) -> list[int]:
     widths = list(widths)
-    if len(widths) < minimum or any(not isinstance(w, int) or w < 1 for w in widths):
+    if len(widths) < minimum or any(not _is_integer(w) or w < 1 for w in widths):
         raise ValueError(f"widths must be >= {minimum} positive integers, got {widths!r}")
-    return widths
+    return [int(w) for w in widths]
 
 
 # ----------------------------------------------------------------------------- networks

@@ -13,6 +13,7 @@ constant continuation past the ends, with zero input derivative there.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,14 +32,21 @@ class Grid:
     grid_range: tuple[float, float] = (-1.0, 1.0)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.grid_size, int) or self.grid_size < 1:
+        if not _is_integer(self.grid_size) or self.grid_size < 1:
             raise ValueError(f"grid_size must be an integer >= 1, got {self.grid_size!r}")
-        if not isinstance(self.degree, int) or not 0 <= self.degree <= MAX_DEGREE:
+        if not _is_integer(self.degree) or not 0 <= self.degree <= MAX_DEGREE:
             raise ValueError(f"degree must be an integer in 0..{MAX_DEGREE}, got {self.degree!r}")
-        a, b = self.grid_range
+        try:
+            a, b = (float(v) for v in self.grid_range)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"grid_range must be two numbers (a, b), got {self.grid_range!r}"
+            ) from None
         if not (math.isfinite(a) and math.isfinite(b) and a < b):
             raise ValueError(f"grid_range must be finite with a < b, got {self.grid_range!r}")
-        object.__setattr__(self, "grid_range", (float(a), float(b)))
+        object.__setattr__(self, "grid_size", int(self.grid_size))
+        object.__setattr__(self, "degree", int(self.degree))
+        object.__setattr__(self, "grid_range", (a, b))
 
     @property
     def h(self) -> float:
@@ -60,6 +68,11 @@ class Grid:
         a, _ = self.grid_range
         j = torch.arange(-self.degree, self.grid_size + self.degree + 1, dtype=dtype, device=device)
         return a + j * self.h
+
+
+def _is_integer(v: object) -> bool:
+    """True for ints and integer scalars such as numpy.int64; False for bools and floats."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def clamp_to_grid(x: Tensor, grid: Grid) -> Tensor:
