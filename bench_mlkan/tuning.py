@@ -213,7 +213,8 @@ def suggest(
             low = min(lv.get("low", 1), high)
             n = trial.suggest_int("levels", low, high) if high > low else high
             weights = [
-                -math.log(trial.suggest_float(f"budget_split.u{i}", 1e-6, 1.0)) for i in range(n)
+                -math.log(trial.suggest_float(f"budget_split.u{i}", 1e-6, 1.0))
+                for i in range(n if n > 1 else 0)
             ]
             total = sum(weights)
             value = [w / total for w in weights] if total > 0 else [1.0 / n] * n
@@ -817,6 +818,9 @@ def plot_history(study: optuna.Study, path: Path, metric: str) -> None:
     if pruned:
         x, y = zip(*pruned)
         ax.plot(x, y, "x", color="0.5", label="pruned (last level reported)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"log10 {metric}")
     ax.set_title(study.study_name, fontsize=9)
@@ -973,7 +977,8 @@ def _baseline_name(value: str) -> str:
             raise ConfigError(f"baseline {name!r} is already registered at {BASELINES[name]}")
         BASELINES.setdefault(name, path.resolve())
         return name
-    BASELINES[value]  # noqa: B018 - fail early, listing the known baselines
+    if value not in BASELINES:
+        raise ConfigError(f"unknown baseline {value!r}; known: {', '.join(sorted(BASELINES))}")
     return value
 
 
