@@ -1,0 +1,575 @@
+"""1-D Allen-Cahn equation (PAPER.md 5.4, standard signs)::
+
+    u_t = eps u_xx + 5 u - 5 u^3,   x in [-1, 1] periodic, t in [0, 1],   eps = 1e-4,
+    u(x, 0) = x^2 cos(pi x).
+
+Reference: Fourier pseudo-spectral in x, ETDRK4 in time (Cox & Matthews 2002) with the
+contour-integral coefficients of Kassam & Trefethen (2005), linear part
+L = -eps (pi m)^2 + 5, nonlinear part -5 u^3 evaluated on a 2x zero-padded grid (exact
+dealiasing of the cubic). Warning: the periodic extension of u0 has a derivative jump of
+4 at x = +-1, so its Fourier coefficients decay only like 1/m^2. The solver therefore
+starts from the *exact* Fourier coefficients of u0 (closed form) instead of grid values
+(grid interpolation would alias the slow tail onto every mode, an O(1/N) error that never
+decays); the remaining truncation error sits at x = +-1 for small t (a Gibbs ripple) and is
+damped like exp(-eps pi^2 (N/2)^2 t). Values at t = 0 are the exact u0.
+
+Between stored snapshots (every ``snapshot_dt``) the solution is interpolated by cubic
+Hermite in t (u_t from the PDE at the snapshots) and summed as a Fourier series in x.
+
+Accuracy (measured by the convergence check that runs with every computation, stored in
+the cache and in ``describe()``): the solution is also computed with N/2 modes and
+2 dt; the sup-norm bound 2 sum_m |c_m - c'_m| of the difference at each snapshot, plus an
+estimate of the Hermite interpolation error (1/16 of the error of interpolating over two
+snapshot intervals), is the stated accuracy as a function of t. For the default reference
+(N = 4096, dt = 2e-4, snapshots every 1e-3) the figures are in ``REFERENCE_NOTES``.
+
+Periodicity in the PINN: ``periodic="loss"`` (default; the paper's [2, 5, 5, 1] network
+sees (x, t)) adds the term mean_B [(u(1,t) - u(-1,t))^2 + (u_x(1,t) - u_x(-1,t))^2];
+``periodic="features"`` feeds (cos pi x, sin pi x, t) (``feature_dim`` = 3), exactly
+periodic, and drops that term.
+
+Loss (means over the global counts): pde_weight mean_C (lambda_i r_i)^2 with residual-based
+attention (mu = 1e-4, PAPER.md 5.2) + initial_weight mean_I (u - u0)^2 (+ periodic term).
+Decision (the paper gives no weights): pde 1, initial 100, periodic 1; the initial
+condition is the only information that selects the solution.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .pinn import (
+    PINNTask,
+    ResidualAttention,
+    as_input,
+    gradient,
+    node_axis,
+    resolve_size,
+)
+
+PI = math.pi
+CACHE_VERSION = 1
+
+#: Measured on the default reference (see the module docstring and tests/test_references.py).
+REFERENCE_NOTES = (
+    "default reference N=4096, dt=2e-4: stated sup-norm accuracy (difference to N=2048, "
+    "dt=4e-4, plus Hermite-in-time estimate) is reported per time window in describe()"
+)
+
+
+# ----------------------------------------------------------------------------- solver
+@dataclass(frozen=True)
+class SpectralConfig:
+    """Resolution of the spectral reference: ``modes`` (even) Fourier grid points, time
+    step ``dt``, snapshots every ``snapshot_dt`` (a multiple of dt), up to ``t_end``."""
+
+    modes: int = 4096
+    dt: float = 2.5e-4
+    snapshot_dt: float = 1e-3
+    t_end: float = 1.0
+    eps: float = 1e-4
+    contour_points: int = 64
+
+    def __post_init__(self):
+        if self.modes < 8 or self.modes % 2:
+            raise ValueError(f"modes must be even and >= 8, got {self.modes}")
+        steps = self.snapshot_dt / self.dt
+        if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+            raise ValueError(f"snapshot_dt {self.snapshot_dt} is not a multiple of dt {self.dt}")
+        snaps = self.t_end / self.snapshot_dt
+        if abs(snaps - round(snaps)) > 1e-9:
+            raise ValueError(f"t_end {self.t_end} is not a multiple of snapshot_dt")
+
+    def coarsened(self) -> SpectralConfig:
+        """The convergence check's resolution: N/2 modes, 2 dt (same snapshots)."""
+        dt = 2 * self.dt
+        if (
+            round(self.snapshot_dt / dt) < 1
+            or abs(self.snapshot_dt / dt - round(self.snapshot_dt / dt)) > 1e-9
+        ):
+            dt = self.dt
+        return SpectralConfig(
+            self.modes // 2, dt, self.snapshot_dt, self.t_end, self.eps, self.contour_points
+        )
+
+    def refined(self) -> SpectralConfig:
+        """2N modes, dt / 2."""
+        return SpectralConfig(
+            2 * self.modes, self.dt / 2, self.snapshot_dt, self.t_end, self.eps, self.contour_points
+        )
+
+
+def initial_coefficients(modes: int) -> np.ndarray:
+    """Exact Fourier coefficients c_m (m = 0 .. modes/2) of the 2-periodic extension of
+    x^2 cos(pi x), u = sum_m c_m e^{i pi m (x + 1)} over m = -inf..inf (c_-m = c_m).
+    The Nyquist coefficient is set to 0."""
+    m = np.arange(modes // 2 + 1, dtype=np.float64)
+
+    def moment(n: np.ndarray) -> np.ndarray:  # int_{-1}^{1} x^2 cos(pi n x) dx
+        n = np.abs(n)
+        safe = np.where(n == 0, 1.0, n)
+        return np.where(n == 0, 2.0 / 3.0, 4.0 * (-1.0) ** n / (PI**2 * safe**2))
+
+    c = (-1.0) ** m / 4.0 * (moment(m + 1) + moment(m - 1))
+    c[-1] = 0.0
+    return c.astype(np.complex128)
+
+
+def _nonlinear(c: np.ndarray, modes: int) -> np.ndarray:
+    """Coefficients of -5 u^3 for coefficient rows c (..., modes/2 + 1), dealiased by
+    evaluating on a 2x grid; Nyquist set to 0."""
+    P = 2 * modes
+    u = np.fft.irfft(c, n=P, axis=-1) * P
+    out = np.fft.rfft(-5.0 * u**3, axis=-1)[..., : modes // 2 + 1] / P
+    out[..., -1] = 0.0
+    return out
+
+
+def _linear(modes: int, eps: float) -> np.ndarray:
+    m = np.arange(modes // 2 + 1, dtype=np.float64)
+    return -eps * (PI * m) ** 2 + 5.0
+
+
+def solve_allen_cahn(cfg: SpectralConfig, initial: np.ndarray | None = None) -> np.ndarray:
+    """ETDRK4 solution: snapshot coefficients (n_snapshots, modes/2 + 1), complex128,
+    snapshot k at t = k * snapshot_dt (k = 0 is the exact projection of u0).
+
+    ``initial``: other initial coefficients (modes/2 + 1,) in the same convention
+    (u = sum_m c_m e^{i pi m (x + 1)}, c_-m = conj(c_m)); default: u0 = x^2 cos(pi x)."""
+    N, h = cfg.modes, cfg.dt
+    L = _linear(N, cfg.eps)
+    E, E2 = np.exp(h * L), np.exp(h * L / 2)
+    r = np.exp(1j * PI * (np.arange(1, cfg.contour_points + 1) - 0.5) / cfg.contour_points)
+    LR = h * L[:, None] + r[None, :]
+    Q = h * np.real(np.mean((np.exp(LR / 2) - 1) / LR, axis=1))
+    f1 = h * np.real(np.mean((-4 - LR + np.exp(LR) * (4 - 3 * LR + LR**2)) / LR**3, axis=1))
+    f2 = h * np.real(np.mean((2 + LR + np.exp(LR) * (-2 + LR)) / LR**3, axis=1))
+    f3 = h * np.real(np.mean((-4 - 3 * LR - LR**2 + np.exp(LR) * (4 - LR)) / LR**3, axis=1))
+    v = initial_coefficients(N) if initial is None else np.array(initial, dtype=np.complex128)
+    if v.shape != (N // 2 + 1,):
+        raise ValueError(f"initial coefficients need shape ({N // 2 + 1},), got {v.shape}")
+    every = int(round(cfg.snapshot_dt / h))
+    n_steps = every * int(round(cfg.t_end / cfg.snapshot_dt))
+    snaps = [v.copy()]
+    for n in range(1, n_steps + 1):
+        Nv = _nonlinear(v, N)
+        a = E2 * v + Q * Nv
+        Na = _nonlinear(a, N)
+        b = E2 * v + Q * Na
+        Nb = _nonlinear(b, N)
+        c = E2 * a + Q * (2 * Nb - Nv)
+        Nc = _nonlinear(c, N)
+        v = E * v + Nv * f1 + 2 * (Na + Nb) * f2 + Nc * f3
+        if n % every == 0:
+            snaps.append(v.copy())
+    return np.array(snaps)
+
+
+def time_derivative(c: np.ndarray, cfg: SpectralConfig) -> np.ndarray:
+    """Coefficients of u_t = eps u_xx + 5u - 5u^3 for coefficient rows c."""
+    N = 2 * (c.shape[-1] - 1)
+    return _linear(N, cfg.eps) * c + _nonlinear(c, N)
+
+
+def sup_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bound on max_x |u_a(x) - u_b(x)| per row: |d_0| + 2 sum_{m>0} |d_m| (zero-padded)."""
+    M = max(a.shape[-1], b.shape[-1])
+    pad = lambda c: np.pad(c, [(0, 0)] * (c.ndim - 1) + [(0, M - c.shape[-1])])
+    d = np.abs(pad(a) - pad(b))
+    return d[..., 0] + 2 * d[..., 1:].sum(-1)
+
+
+class SpectralSolution:
+    """A computed reference: evaluate u(x, t) anywhere in [-1, 1] x [0, t_end].
+
+    Attributes:
+        cfg: the resolution; coeffs: (n_snap, N/2 + 1) snapshot coefficients;
+        accuracy: (n_snap - 1,) stated sup-norm accuracy on each snapshot interval (or
+        None when no convergence check was run); info: timings and the check's resolution.
+    """
+
+    def __init__(
+        self,
+        cfg: SpectralConfig,
+        coeffs: np.ndarray,
+        accuracy: np.ndarray | None = None,
+        info: dict | None = None,
+    ):
+        self.cfg, self.coeffs, self.accuracy = cfg, coeffs, accuracy
+        self.info = dict(info or {})
+        self.dcoeffs = time_derivative(coeffs, cfg)
+        self.times = cfg.snapshot_dt * np.arange(coeffs.shape[0])
+
+    # -- accuracy -------------------------------------------------------------------
+    def accuracy_after(self, t0: float) -> float:
+        """Stated accuracy (sup over x and over t >= t0)."""
+        if self.accuracy is None:
+            return float("nan")
+        k = min(int(math.floor(t0 / self.cfg.snapshot_dt + 1e-9)), len(self.accuracy) - 1)
+        return float(self.accuracy[k:].max())
+
+    def accuracy_summary(self) -> dict[str, float]:
+        return {f"t>={t0:g}": self.accuracy_after(t0) for t0 in (0.0, 0.005, 0.01, 0.05, 0.1)}
+
+    # -- evaluation -----------------------------------------------------------------
+    def _hermite(self, t: np.ndarray):
+        """Snapshot index k and the four Hermite weights (incl. the dt factor)."""
+        dt = self.cfg.snapshot_dt
+        tt = np.clip(t, 0.0, self.times[-1])
+        k = np.clip(np.floor(tt / dt).astype(np.int64), 0, len(self.times) - 2)
+        s = (tt - k * dt) / dt
+        w = (
+            2 * s**3 - 3 * s**2 + 1,
+            dt * (s**3 - 2 * s**2 + s),
+            -2 * s**3 + 3 * s**2,
+            dt * (s**3 - s**2),
+        )
+        return k, w
+
+    def _coeff_rows(self, t: np.ndarray) -> np.ndarray:
+        k, (w0, w1, w2, w3) = self._hermite(t)
+        c, d = self.coeffs, self.dcoeffs
+        return (
+            w0[:, None] * c[k]
+            + w1[:, None] * d[k]
+            + w2[:, None] * c[k + 1]
+            + w3[:, None] * d[k + 1]
+        )
+
+    def _phases(self, x: np.ndarray) -> np.ndarray:
+        m = np.arange(self.coeffs.shape[1], dtype=np.float64)
+        e = np.exp(1j * PI * np.outer(x + 1.0, m))
+        e[:, 1:] *= 2.0
+        return e
+
+    def __call__(self, points: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """u at (n, 2) points (x, t): (n,) float64. t = 0 gives the exact u0."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        x, t = pts[:, 0], pts[:, 1]
+        out = np.empty(len(pts))
+        xu, xi = np.unique(x, return_inverse=True)
+        tu, ti = np.unique(t, return_inverse=True)
+        if len(xu) * len(tu) <= 4 * len(pts):  # tensor-grid-like: one matmul
+            table = np.real(self._coeff_rows(tu) @ self._phases(xu).T)
+            out = table[ti.reshape(-1), xi.reshape(-1)]
+        else:
+            for s in range(0, len(pts), chunk):
+                rows = self._coeff_rows(t[s : s + chunk])
+                out[s : s + chunk] = np.real((rows * self._phases(x[s : s + chunk])).sum(1))
+        at0 = t == 0
+        out[at0] = x[at0] ** 2 * np.cos(PI * x[at0])
+        return out
+
+
+# ----------------------------------------------------------------------------- caching
+def default_cache_dir() -> Path:
+    """``$BENCH_MLKAN_CACHE`` or ``~/.cache/bench_mlkan``."""
+    env = os.environ.get("BENCH_MLKAN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "bench_mlkan"
+
+
+def _cache_file(cfg: SpectralConfig, check: bool, cache_dir: Path) -> Path:
+    key = json.dumps({**asdict(cfg), "check": check, "v": CACHE_VERSION}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir / f"allen_cahn_{cfg.modes}_{digest}.npz"
+
+
+def compute_reference(cfg: SpectralConfig, check: bool = True) -> SpectralSolution:
+    """Solve at ``cfg`` and (with ``check``) at ``cfg.coarsened()``; the stated accuracy
+    per snapshot interval is the solver difference at its ends plus the interpolation
+    estimate."""
+    t0 = time.perf_counter()
+    coeffs = solve_allen_cahn(cfg)
+    info: dict = {"solve_seconds": time.perf_counter() - t0}
+    accuracy = None
+    if check:
+        coarse = cfg.coarsened()
+        t1 = time.perf_counter()
+        diff = sup_difference(coeffs, solve_allen_cahn(coarse))
+        info.update(
+            check_modes=coarse.modes, check_dt=coarse.dt, check_seconds=time.perf_counter() - t1
+        )
+        interp = _interpolation_estimate(cfg, coeffs)
+        accuracy = np.maximum(diff[:-1], diff[1:]) + interp
+    return SpectralSolution(cfg, coeffs, accuracy, info)
+
+
+def _interpolation_estimate(cfg: SpectralConfig, coeffs: np.ndarray) -> np.ndarray:
+    """Per snapshot interval: 1/16 of the sup error of Hermite interpolation over two
+    intervals at the skipped (odd) snapshot - cubic Hermite error scales like spacing^4."""
+    d = time_derivative(coeffs, cfg)
+    H = 2 * cfg.snapshot_dt
+    n = coeffs.shape[0]
+    est = np.zeros(n - 1)
+    last = 0.0
+    for k in range(1, n - 1, 2):
+        mid = (coeffs[k - 1] + coeffs[k + 1]) / 2 + H / 8 * (d[k - 1] - d[k + 1])
+        last = float(sup_difference(mid[None], coeffs[k][None])[0]) / 16.0
+        est[k - 1 : k + 1] = last
+    if (n - 1) % 2:
+        est[-1] = last
+    return est
+
+
+@functools.lru_cache(maxsize=4)
+def allen_cahn_reference(
+    cfg: SpectralConfig = SpectralConfig(), cache_dir: str | None = None, check: bool = True
+) -> SpectralSolution:
+    """The reference at ``cfg``: from the in-process cache, else from the disk cache
+    (``cache_dir``, default ``default_cache_dir()``; "" disables it), else computed (and
+    stored atomically). Deterministic: the same numbers on every call."""
+    directory = (
+        default_cache_dir() if cache_dir is None else (Path(cache_dir) if cache_dir else None)
+    )
+    path = _cache_file(cfg, check, directory) if directory else None
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                acc = f["accuracy"] if f["accuracy"].size else None
+                info = json.loads(str(f["info"]))
+                return SpectralSolution(cfg, f["coeffs"], acc, info)
+        except (OSError, KeyError, ValueError):
+            pass  # unreadable cache: recompute
+    sol = compute_reference(cfg, check)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(
+                    fh,
+                    coeffs=sol.coeffs,
+                    accuracy=np.zeros(0) if sol.accuracy is None else sol.accuracy,
+                    info=json.dumps(sol.info),
+                )
+            os.replace(tmp, path)
+        except OSError:
+            pass  # read-only home: keep the in-process copy only
+    return sol
+
+
+# ----------------------------------------------------------------------------- the task
+class AllenCahn1D(PINNTask):
+    """The paper's Allen-Cahn problem (PAPER.md 5.4); see the module docstring.
+
+    Args:
+        size: "paper" (20,000 random collocation + 501 initial + 201 periodic-pair points),
+            "small" (4,000 + 201 + 101) or "tiny" (400 + 51 + 21); n_collocation,
+            n_initial, n_boundary override.
+        periodic: "loss" (default) or "features" (see the module docstring).
+        pde_weight, initial_weight, periodic_weight: loss weights (1, 100, 1).
+        rba, rba_mu: residual-based attention on the PDE term (on, 1e-4).
+        seed: the collocation points' seed.
+        reference: a ``SpectralConfig`` (default: N = 4096, dt = 2e-4, snapshots 1e-3 for
+            "paper"/"small"; N = 512, dt = 1e-3, snapshots 1e-2 for "tiny" - a coarse
+            reference for tests only, its accuracy stated in ``describe()``).
+        eval_grid: (x points, t points): x = -1 + (2j + 1)/nx (cell centres, off the
+            periodic-pair points), t = k/nt for k = 1..nt (t = 0 is training data);
+            default (512, 200).
+        cache_dir: reference cache ("" = in-process only).
+    """
+
+    name = "allen_cahn_1d"
+    input_dim = 2
+    output_dim = 1
+    SIZES = {
+        "paper": {
+            "n_collocation": 20000,
+            "n_initial": 501,
+            "n_boundary": 201,
+            "eval_grid": (512, 200),
+            "reference": SpectralConfig(),
+        },
+        "small": {
+            "n_collocation": 4000,
+            "n_initial": 201,
+            "n_boundary": 101,
+            "eval_grid": (256, 100),
+            "reference": SpectralConfig(),
+        },
+        "tiny": {
+            "n_collocation": 400,
+            "n_initial": 51,
+            "n_boundary": 21,
+            "eval_grid": (64, 20),
+            "reference": SpectralConfig(512, 1e-3, 1e-2),
+        },
+    }
+    PERIODIC = ("loss", "features")
+    defaults = {
+        "widths": [2, 5, 5, 1],
+        "degree": 3,
+        "squash": "sigmoid",
+        "grid_sizes": [4, 8, 16, 32],
+        "steps_per_level": 2500,
+        "optimizer": "adam",
+        "lr": 1e-2,
+        "seed": 1234,
+        "sota_rel_l2": 5.37e-5,
+    }
+
+    def __init__(
+        self,
+        size: str = "paper",
+        n_collocation: int | None = None,
+        n_initial: int | None = None,
+        n_boundary: int | None = None,
+        periodic: str = "loss",
+        eps: float = 1e-4,
+        pde_weight: float = 1.0,
+        initial_weight: float = 100.0,
+        periodic_weight: float = 1.0,
+        rba: bool = True,
+        rba_mu: float = 1e-4,
+        seed: int = 0,
+        reference: SpectralConfig | dict | None = None,
+        eval_grid: tuple[int, int] | None = None,
+        cache_dir: str | None = None,
+    ):
+        opts = resolve_size(type(self).__name__, self.SIZES, size)
+        if periodic not in self.PERIODIC:
+            raise ValueError(f"periodic must be one of {self.PERIODIC}, got {periodic!r}")
+        self.size, self.periodic, self.eps, self.seed = size, periodic, float(eps), seed
+        self.n_collocation = int(n_collocation or opts["n_collocation"])
+        self.n_initial = int(n_initial or opts["n_initial"])
+        self.n_boundary = int(n_boundary or opts["n_boundary"])
+        ref = opts["reference"] if reference is None else reference
+        if isinstance(ref, dict):
+            ref = SpectralConfig(**ref)
+        if ref.eps != self.eps:
+            ref = SpectralConfig(**{**asdict(ref), "eps": self.eps})
+        self.reference_config: SpectralConfig = ref
+        self.cache_dir = cache_dir
+        self._solution: SpectralSolution | None = None
+        self.weights = {
+            "pde": float(pde_weight),
+            "initial": float(initial_weight),
+            "periodic": float(periodic_weight),
+        }
+        self.domain = [(-1.0, 1.0), (0.0, 1.0)]
+        gen = torch.Generator().manual_seed(seed)
+        u = torch.rand(self.n_collocation, 2, generator=gen, dtype=torch.float64)
+        self.x_collocation = torch.stack([2 * u[:, 0] - 1, u[:, 1]], dim=-1)
+        x0 = node_axis(-1.0, 1.0, self.n_initial)
+        self.x_initial = torch.stack([x0, torch.zeros_like(x0)], dim=-1)
+        tb = node_axis(0.0, 1.0, self.n_boundary)
+        self.x_left = torch.stack([torch.full_like(tb, -1.0), tb], dim=-1)
+        self.x_right = torch.stack([torch.full_like(tb, 1.0), tb], dim=-1)
+        self.attention = (
+            ResidualAttention("rba_weight", "collocation_index", rba_mu) if rba else None
+        )
+        nx, nt = (int(v) for v in (eval_grid or opts["eval_grid"]))
+        self.eval_grid = (nx, nt)
+        xs = -1.0 + (2.0 * torch.arange(nx, dtype=torch.float64) + 1.0) / nx
+        ts = torch.arange(1, nt + 1, dtype=torch.float64) / nt
+        X, T = torch.meshgrid(xs, ts, indexing="ij")
+        self._eval_x = torch.stack([X.reshape(-1), T.reshape(-1)], dim=-1)
+
+    # -- inputs ---------------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        return 3 if self.periodic == "features" else 2
+
+    @property
+    def feature_domain(self) -> list[tuple[float, float]]:
+        if self.periodic == "features":
+            return [(-1.0, 1.0), (-1.0, 1.0), (0.0, 1.0)]
+        return list(self.domain)
+
+    def features(self, x: Tensor) -> Tensor:
+        if self.periodic == "features":
+            return torch.stack([torch.cos(PI * x[:, 0]), torch.sin(PI * x[:, 0]), x[:, 1]], dim=-1)
+        return x
+
+    # -- problem --------------------------------------------------------------------
+    def solution(self) -> SpectralSolution:
+        """The spectral reference (computed and cached on first use)."""
+        if self._solution is None:
+            self._solution = allen_cahn_reference(self.reference_config, self.cache_dir)
+        return self._solution
+
+    def reference(self, x: Tensor) -> Tensor:
+        values = self.solution()(x.detach().cpu().double().numpy())
+        return torch.from_numpy(values).unsqueeze(-1).to(dtype=x.dtype, device=x.device)
+
+    def initial_condition(self, x: Tensor) -> Tensor:
+        """u0 = x^2 cos(pi x): (N, 2) -> (N, 1)."""
+        return x[:, :1] ** 2 * torch.cos(PI * x[:, :1])
+
+    def train_batch(self) -> dict[str, Tensor]:
+        batch = {
+            "x_collocation": self.x_collocation,
+            "collocation_index": torch.arange(self.n_collocation),
+            "x_initial": self.x_initial,
+        }
+        if self.periodic == "loss":
+            batch["x_left"], batch["x_right"] = self.x_left, self.x_right
+        return batch
+
+    def make_state(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {} if self.attention is None else self.attention.init_state(batch)
+
+    def residual(self, model: nn.Module, x: Tensor) -> Tensor:
+        """u_t - eps u_xx - 5u + 5u^3 at points x (a leaf requiring grad): (N,)."""
+        u = self.predict(model, x)
+        g = gradient(u, x)
+        u_xx = gradient(g[:, 0], x)[:, 0]
+        u = u[:, 0]
+        return g[:, 1] - self.eps * u_xx - 5 * u + 5 * u**3
+
+    def loss_terms(self, model, batch, state, update_state: bool = False):
+        r = self.residual(model, as_input(batch["x_collocation"], model, requires_grad=True))
+        if self.attention is not None:
+            r = self.attention.weights(state, batch, r, update_state) * r
+        x0 = as_input(batch["x_initial"], model)
+        e0 = self.predict(model, x0) - self.initial_condition(x0)
+        terms = {
+            "pde": self.weights["pde"] * (r**2).sum() / self.n_collocation,
+            "initial": self.weights["initial"] * (e0**2).sum() / self.n_initial,
+        }
+        if self.periodic == "loss":
+            xl = as_input(batch["x_left"], model, requires_grad=True)
+            xr = as_input(batch["x_right"], model, requires_grad=True)
+            ul, ur = self.predict(model, xl), self.predict(model, xr)
+            dl, dr = gradient(ul, xl)[:, 0], gradient(ur, xr)[:, 0]
+            jump = (ur - ul)[:, 0] ** 2 + (dr - dl) ** 2
+            terms["periodic"] = self.weights["periodic"] * jump.sum() / self.n_boundary
+        return terms
+
+    def describe(self) -> dict:
+        info: dict = {
+            "name": self.name,
+            "kind": self.kind,
+            "size": self.size,
+            "eps": self.eps,
+            "domain": self.domain,
+            "n_collocation": self.n_collocation,
+            "n_initial": self.n_initial,
+            "n_boundary": self.n_boundary if self.periodic == "loss" else 0,
+            "periodic": self.periodic,
+            "weights": self.weights,
+            "rba_mu": None if self.attention is None else self.attention.mu,
+            "seed": self.seed,
+            "eval_grid": list(self.eval_grid),
+            "reference": {
+                "method": "Fourier pseudo-spectral + ETDRK4",
+                **asdict(self.reference_config),
+            },
+        }
+        # the accuracy is known once the reference exists; describe() never computes it
+        if self._solution is not None:
+            info["reference"]["accuracy"] = self._solution.accuracy_summary()
+            info["reference"]["info"] = self._solution.info
+        return info
