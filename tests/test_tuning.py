@@ -374,10 +374,10 @@ def test_a_killed_worker_process_is_retried_by_the_next_command(tmp_path):
     baseline = copy_baseline(tmp_path)
     long = ["--set", "task_options.size=small", "--pruner", "none"]
     argv = tiny_args(tmp_path, baseline, *long, trials=2)
-    argv[argv.index("--budget") + 1] = "400"
+    argv[argv.index("--budget") + 1] = "100"
     cmd = [sys.executable, "-m", "bench_mlkan", "tune", *argv]
     proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
-    study_name = f"{Path(baseline).name}.regression_rotated.w400"
+    study_name = f"{Path(baseline).name}.regression_rotated.w100"
     db = tmp_path / "studies" / study_name / "study.db"
     deadline = time.monotonic() + 240
     running = []
