@@ -438,7 +438,7 @@ def test_allen_cahn_reference_is_deterministic_and_cached(tmp_path):
     a = ac.allen_cahn_reference(cfg, str(tmp_path))
     files = list(tmp_path.glob("allen_cahn_*.npz"))
     assert len(files) == 1
-    ac.allen_cahn_reference.cache_clear()
+    ac.clear_reference_cache()
     b = ac.allen_cahn_reference(cfg, str(tmp_path))  # from disk
     c = ac.compute_reference(cfg)  # recomputed
     assert a is not b
