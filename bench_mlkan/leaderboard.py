@@ -486,7 +486,9 @@ def render_task(
         "",
     ]
     lines += md_table(task_header(spec), [row.cells() for row in rows])
-    units = sorted({r.get("work_unit") for recs in by_baseline.values() for r in recs} - {"", None})
+    units = sorted(
+        {str(r["work_unit"]) for recs in by_baseline.values() for r in recs if r.get("work_unit")}
+    )
     lines += [
         "",
         f"- **Metric**: {spec.label} - {spec.what}. Lower is better. Mean and sample standard "
@@ -974,13 +976,14 @@ def push_wandb(results_dir: Path, project: str = "bench-mlkan") -> bool:
             project=project,
             job_type="leaderboard",
             name="leaderboard",
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]
             settings=_settings(),
-            reinit=True,
+            reinit="finish_previous",
         )
         try:
             for task, (columns, rows) in data.items():
-                run.log({f"leaderboard/{task}": wandb.Table(columns=columns, data=rows)})
+                table = wandb.Table(columns=columns, data=rows)  # type: ignore[arg-type]
+                run.log({f"leaderboard/{task}": table})
         finally:
             run.finish()
         print(f"W&B ({mode}): pushed {len(data)} leaderboard table(s) to project {project!r}")

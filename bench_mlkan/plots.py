@@ -105,7 +105,7 @@ def plan(records: dict[str, dict[str, list[dict[str, Any]]]], results_dir: Path)
                 f"{task}_convergence.png",
                 "convergence versus work",
                 task,
-                lambda p, t=task, by=by: draw_convergence(t, by, p),
+                functools.partial(draw_convergence, task, by),
             )
         )
         runs = map_runs(by)
@@ -115,7 +115,7 @@ def plan(records: dict[str, dict[str, list[dict[str, Any]]]], results_dir: Path)
                     f"{task}_solution.png",
                     "solution and error maps",
                     task,
-                    lambda p, t=task, runs=runs: draw_solution_maps(t, runs, p),
+                    functools.partial(draw_solution_maps, task, runs),
                 )
             )
         multi = [r for r in runs if len(r.get("params_per_level") or {}) > 1]
@@ -125,7 +125,7 @@ def plan(records: dict[str, dict[str, list[dict[str, Any]]]], results_dir: Path)
                     f"{task}_residual_spectra.png",
                     "PDE residual spectra per level",
                     task,
-                    lambda p, t=task, runs=multi: draw_residual_spectra(t, runs, p),
+                    functools.partial(draw_residual_spectra, task, multi),
                 )
             )
     if LB.cross_task(records).tasks:
@@ -134,7 +134,7 @@ def plan(records: dict[str, dict[str, list[dict[str, Any]]]], results_dir: Path)
                 "performance_profile.png",
                 "cross-task performance profiles",
                 None,
-                lambda p: draw_performance_profile(records, p),
+                functools.partial(draw_performance_profile, records),
             )
         )
     specs.append(
@@ -312,7 +312,7 @@ def draw_solution_maps(task_name: str, runs: list[dict[str, Any]], path: Path) -
         with torch.no_grad():
             pred = task.predict(model, pts).detach().cpu().numpy().reshape(X.shape)
         err = np.abs(pred - ref)
-        rel = float(np.linalg.norm(pred - ref) / max(np.linalg.norm(ref), 1e-300))
+        rel = float(np.linalg.norm(pred - ref)) / max(float(np.linalg.norm(ref)), 1e-300)
         b = rec["baseline"]
         show(axes[0][j], pred, f"{b} (seed {rec['seed']})", "RdBu_r", vmin, vmax)
         show(axes[1][j], err, f"|error|, rel. L2 {LB.fmt_sci(rel)} on this grid", "magma")
@@ -441,12 +441,17 @@ def draw_spectra(path: Path) -> None:
         ax.grid(True, alpha=0.3)
         for col, (sel, name) in enumerate(((range(5), "first five"), (range(-5, 0), "last five"))):
             ax = axes[row][col + 1]
-            for i in sel:
+            for pos, i in enumerate(sel):
                 j = i % len(w)
-                ax.plot(V[:, j], lw=1.0, label=f"v{j + 1} (lambda {LB.fmt_sci(float(w[j]), 2)})")
-            ax.set_title(f"degree {k}: {name} eigenvectors", fontsize=9)
+                ax.plot(
+                    V[:, j] - 0.6 * pos,
+                    lw=1.0,
+                    label=f"v{j + 1} (lambda {LB.fmt_sci(float(w[j]), 2)})",
+                )
+            ax.set_title(f"degree {k}: {name} eigenvectors (offset for clarity)", fontsize=9)
             ax.set_xlabel("basis index")
-            ax.legend(fontsize=6)
+            ax.set_yticks([])
+            ax.legend(fontsize=6, loc="upper right")
             ax.grid(True, alpha=0.3)
     fig.suptitle(
         "Change of basis B = A psi on uniform knots, h = 1/n: A^T A behaves like a 2(k+1)-th "
