@@ -27,13 +27,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .kernels import spline_contract
 from .registry import Registry
 from .splines import (
     Grid,
     _is_integer,
     change_of_basis,
     change_of_basis_inverse,
-    local_bspline,
     power_relu_basis,
     prolongation,
     relu_cancellation_estimate,
@@ -47,21 +47,20 @@ RELU_PATH_TOLERANCE = 1e-4
 
 
 # ----------------------------------------------------------------------------- kernels
-def spline_layer_forward(x: Tensor, coef: Tensor, grid: Grid) -> Tensor:
+def spline_layer_forward(x: Tensor, coef: Tensor, grid: Grid, kernel: str | None = None) -> Tensor:
     """y[b, q] = sum_p sum_i coef[q, p, i] B_i(x[b, p]), using only the k+1 nonzero B_i.
+
+    The evaluation kernel (``bench_mlkan.kernels``) is chosen automatically (the fastest
+    measured for the device, dtype and grid) unless ``kernel`` or
+    ``kernels.set_default_kernel`` / ``$BENCH_MLKAN_KERNEL`` names one; all agree to
+    round-off, in values and in derivatives of every order.
 
     Args:
         x: (batch, P); coef: (Q, P, n + k).
     Returns:
         (batch, Q).
     """
-    batch, P = x.shape
-    Q, _, nb = coef.shape
-    first, values = local_bspline(x, grid)  # (batch, P), (batch, P, k+1)
-    offsets = torch.arange(grid.degree + 1, device=x.device)
-    basis = torch.zeros(batch, P, nb, dtype=values.dtype, device=x.device)
-    basis = basis.scatter(-1, first.unsqueeze(-1) + offsets, values)
-    return basis.reshape(batch, P * nb) @ coef.reshape(Q, P * nb).T
+    return spline_contract(x, coef, grid, kernel)
 
 
 def power_relu_layer_forward(x: Tensor, weight: Tensor, grid: Grid, scaled: bool) -> Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import torch
 from torch import Tensor
@@ -81,8 +81,63 @@ def clamp_to_grid(x: Tensor, grid: Grid) -> Tensor:
     return x.clamp(a, b)
 
 
+@cache
+def _local_monomials(degree: int) -> tuple[tuple[float, ...], ...]:
+    """M[m][r]: the k+1 nonzero uniform B-splines on a cell as sum_m M[m][r] s^m, s in [0, 1].
+
+    Built once per degree from the uniform Cox-de Boor recursion on polynomial coefficients
+    (exact rationals): v_d[r] = ((s + d - r) v_{d-1}[r-1] + (r + 1 - s) v_{d-1}[r]) / d.
+    """
+    from fractions import Fraction
+
+    def add(p: list, q: list) -> list:
+        n = max(len(p), len(q))
+        return [(p[i] if i < len(p) else 0) + (q[i] if i < len(q) else 0) for i in range(n)]
+
+    def mul_linear(p: list, c0, c1) -> list:  # p(s) * (c0 + c1 s)
+        return add([c0 * a for a in p], [0] + [c1 * a for a in p])
+
+    values: list[list] = [[Fraction(1)]]
+    for d in range(1, degree + 1):
+        new = []
+        for r in range(d + 1):
+            term: list = [Fraction(0)]
+            if r >= 1:
+                term = add(term, mul_linear(values[r - 1], Fraction(d - r), Fraction(1)))
+            if r <= d - 1:
+                term = add(term, mul_linear(values[r], Fraction(r + 1), Fraction(-1)))
+            new.append([c / d for c in term])
+        values = new
+    return tuple(
+        tuple(float(v[m]) if m < len(v) else 0.0 for v in values) for m in range(degree + 1)
+    )
+
+
+def _local_horner(degree: int, dtype: torch.dtype, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Horner tables for ``local_bspline``: coefficients (k+1, k+1) [m, r], sign, shift (k+1,).
+
+    Column r < (k+1)//2 is written in t = 1 - s (v_r(s) = v_{k-r}(1 - s), by symmetry), the
+    others in s, so each value is evaluated in the variable in which it vanishes at the
+    cell end: the result is exactly 0 there and never negative.
+    """
+    M = _local_monomials(degree)
+    k1 = degree + 1
+    left = k1 // 2
+    cols = [k1 - 1 - r if r < left else r for r in range(k1)]
+    table = [[M[m][c] for c in cols] for m in range(k1)]
+    sign = [-1.0 if r < left else 1.0 for r in range(k1)]
+    shift = [1.0 if r < left else 0.0 for r in range(k1)]
+    as_tensor = lambda t: torch.tensor(t, dtype=dtype, device=device)  # noqa: E731
+    return as_tensor(table), as_tensor(sign), as_tensor(shift)
+
+
 def local_bspline(x: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
     """The k+1 nonzero B-splines at each input (uniform knots, inputs clamped to [a, b]).
+
+    On cell c = floor((x - a) / h) (the last cell includes b) with s = (x - a)/h - c, the
+    values are fixed polynomials of s (``_local_monomials``), evaluated by Horner's rule in s
+    or 1 - s (``_local_horner``): k fused multiply-adds on (..., k+1) tensors, so autograd's first and second input
+    derivatives are a few cheap ops. Matches the Cox-de Boor recursion to round-off.
 
     Args:
         x: (...,) inputs.
@@ -94,20 +149,15 @@ def local_bspline(x: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
     a, _ = grid.grid_range
     u = (clamp_to_grid(x, grid) - a) / grid.h
     cell = torch.floor(u.detach()).clamp_(0, n - 1)
-    s = u - cell  # in [0, 1]; differentiable in x
-    # Uniform Cox-de Boor on the local variable s: v_d[r] = N_{cell-d+r, d}, r = 0..d.
-    values = [torch.ones_like(s)]
-    for d in range(1, k + 1):
-        new = []
-        for r in range(d + 1):
-            term = 0.0
-            if r >= 1:
-                term = term + (s + (d - r)) * values[r - 1]
-            if r <= d - 1:
-                term = term + ((r + 1) - s) * values[r]
-            new.append(term / d)
-        values = new
-    return cell.long(), torch.stack(values, dim=-1)
+    s = (u - cell).unsqueeze(-1)  # in [0, 1]; differentiable in x
+    if k == 0:
+        return cell.long(), torch.ones_like(s)
+    coeffs, sign, shift = _local_horner(k, x.dtype, x.device)
+    z = torch.addcmul(shift, s, sign)  # (..., k+1): 1 - s for the left half, s for the right
+    values = torch.addcmul(coeffs[k - 1], z, coeffs[k])
+    for m in range(k - 2, -1, -1):
+        values = torch.addcmul(coeffs[m], values, z)
+    return cell.long(), values
 
 
 def bspline_basis(x: Tensor, grid: Grid) -> Tensor:
