@@ -279,7 +279,7 @@ class SpectralSolution:
         c, d = torch.from_numpy(self.coeffs), torch.from_numpy(self.dcoeffs)
         kk = k.cpu()
         rows = [c[kk], d[kk], c[kk + 1], d[kk + 1]]
-        m = torch.arange(self.coeffs.shape[1], dtype=torch.float64)
+        m = torch.arange(self.coeffs.shape[1], dtype=torch.float64, device=x.device)
         scale = torch.where(m == 0, 1.0, 2.0).to(torch.float64)
         phase = PI * (x[:, None] + 1.0) * m[None, :]
         cos, sin = torch.cos(phase) * scale, torch.sin(phase) * scale
