@@ -155,7 +155,7 @@ def fmt_range(values: Sequence[float], fmt) -> str:
 def fmt_ratio(r: float | None) -> str:
     if r is None or not math.isfinite(r):
         return "-"
-    return f"{r:.3g}x"
+    return f"{r:.3g}x" if 1e-3 <= r < 1e4 else f"{fmt_sci(r)}x"
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -426,9 +426,11 @@ def profile_note(by_baseline: dict[str, list[dict[str, Any]]], paper_task: dict 
                     f"`{b}` steps per level {fmt_schedule(recs_b[0]['config'])} "
                     f"(paper {'/'.join(str(s) for s in budget)})"
                 )
-    if reduced:
+    if reduced and paper_task:
         text += " **Reduced relative to the paper:** " + "; ".join(reduced) + "."
-    else:
+    elif reduced:
+        text += " **Reduced:** " + "; ".join(reduced) + "."
+    elif paper_task:
         text += " Sizes, seeds and budgets as in the paper."
     return text
 
@@ -866,7 +868,7 @@ def render_readme(
                     f"{fmt_sci(s['rel_l2'])} relative L2 ({s['method']})."
                 )
             lines.append("")
-        missing = sorted({c["task"] for c in claims} - set(tasks))
+        missing = ordered({c["task"] for c in claims} - set(tasks), TASK_ORDER)
         if missing:
             lines += [
                 "Experiments of the paper without records yet: "
