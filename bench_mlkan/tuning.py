@@ -68,6 +68,7 @@ import argparse
 import json
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -482,16 +483,27 @@ def make_storage(url: str, heartbeat: int = 10, grace: int = 60) -> BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryCallback(max_retry=MAX_RETRY)
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat,
-            grace_period=grace,
-            **{_RETRY_ARG: retry},
-        )
+    import sqlalchemy.exc
+
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = RetryCallback(max_retry=MAX_RETRY)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    **{_RETRY_ARG: retry},
+                )
+        except sqlalchemy.exc.SQLAlchemyError:
+            # commands started together on a fresh database race to create Optuna's tables;
+            # the loser finds them made on the next try
+            if attempt == 5:
+                raise
+            time.sleep(0.5 + random.random() * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def redact(url: str) -> str:
@@ -1035,14 +1047,16 @@ def launch_workers(
             argv += ["--accelerator", "gpu"]
         env.setdefault("OMP_NUM_THREADS", str(threads))
         cmd = [sys.executable, "-m", "bench_mlkan", "tune", *argv]
-        # own session: a terminal's Ctrl-C reaches the parent, which forwards it once
+        # own session: a terminal's Ctrl-C reaches only the parent, which stops each worker
+        # once with SIGTERM (the worker re-queues its running trial and exits)
         procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
     try:
         codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
+        # SIGTERM, not SIGINT: a worker started from a background shell ignores SIGINT
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait()
         raise
