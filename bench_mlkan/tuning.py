@@ -316,6 +316,7 @@ class StudySpec:
     accelerator: str | None = None
     wandb: bool = False
     study_name: str = ""
+    studies_dir: Path = STUDIES_DIR
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -372,13 +373,13 @@ def objective(spec: StudySpec, trial: optuna.trial.BaseTrial) -> float:
     try:
         result = train(config, callbacks=[pruning], loggers=[logger] if logger else None)
     except BaseException:
-        _wandb_finish(logger, None, trial)
+        _wandb_finish(logger, None, trial, spec.metric)
         raise
     trial.set_user_attr("status", result.status)
     trial.set_user_attr("work", result.work)
     trial.set_user_attr("steps", result.steps)
     trial.set_user_attr("wall_clock", result.wall_clock)
-    _wandb_finish(logger, result, trial)
+    _wandb_finish(logger, result, trial, spec.metric)
     if result.status == "failed":
         trial.set_user_attr("error", _tail(result.error))
         raise RuntimeError(f"training failed: {_tail(result.error, 300)}")
@@ -421,22 +422,25 @@ def _wandb_logger(spec: StudySpec, trial: optuna.trial.BaseTrial, config: dict) 
             name=f"{spec.study_name}/trial{trial.number}",
             config={**config, "trial": trial.number, "params": dict(trial.params)},
             tags=["tune", spec.task, spec.baseline],
-            save_dir=str(STUDIES_DIR / spec.study_name),
+            save_dir=str(Path(spec.studies_dir) / spec.study_name),
         )
     except Exception as e:  # noqa: BLE001 - W&B must never break a trial
         warnings.warn(f"W&B logging off for this trial: {e}", stacklevel=2)
         return None
 
 
-def _wandb_finish(logger: Any, result: Any, trial: optuna.trial.BaseTrial) -> None:
+def _wandb_finish(logger: Any, result: Any, trial: optuna.trial.BaseTrial, metric: str) -> None:
     if logger is None:
         return
     from .wandb_utils import log_summary
 
     try:
+        summary: dict[str, Any] = {"trial": trial.number}
         if result is not None:
             log_summary(logger, result.to_dict())
-        logger.experiment.summary.update({"trial": trial.number})
+            if metric in result.final_metrics:
+                summary[f"tune/log10_{metric}"] = log_value(result.final_metrics[metric])
+        logger.experiment.summary.update(summary)
         logger.experiment.finish()
     except Exception as e:  # noqa: BLE001
         warnings.warn(f"W&B summary failed: {e}", stacklevel=2)
@@ -489,13 +493,13 @@ def make_storage(url: str, heartbeat: int = 10, grace: int = 60) -> BaseStorage:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                retry = RetryCallback(max_retry=MAX_RETRY)
+                retry: dict[str, Any] = {_RETRY_ARG: RetryCallback(max_retry=MAX_RETRY)}
                 return RDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat,
                     grace_period=grace,
-                    **{_RETRY_ARG: retry},
+                    **retry,
                 )
         except sqlalchemy.exc.SQLAlchemyError:
             # commands started together on a fresh database race to create Optuna's tables;
@@ -872,7 +876,7 @@ def write_summary(
     if best is not None:
         lines += [
             f"**Best**: trial {best.number}, log10 {spec.metric} = {best.value:.4f} "
-            f"({spec.metric} = {10**best.value:.4g})"
+            f"({spec.metric} = {10 ** float(best.value or 0.0):.4g})"
             + (f"; tuned config: `{_rel(tuned)}`" if tuned else ""),
             "",
             "| parameter | value |",
@@ -1009,6 +1013,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[StudySpec, str]:
         accelerator=args.accelerator,
         wandb=args.wandb,
         study_name=study,
+        studies_dir=Path(args.studies_dir),
     )
     url = resolve_storage_url(args.storage, study, Path(args.studies_dir))
     return spec, url

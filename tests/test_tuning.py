@@ -212,8 +212,8 @@ def test_diverged_and_failed_trials_are_recorded_and_the_study_goes_on(tmp_path,
     fake = fake_train(["diverged", "failed", RuntimeError("crash"), 1e-3])
     monkeypatch.setattr(tuning, "train", fake)
     baseline = copy_baseline(tmp_path)
-    argv = tiny_args(tmp_path, baseline, "--storage", "journal", trials=4)
-    assert tuning.tune_main(argv) == 0
+    argv = tiny_args(tmp_path, baseline, "--storage", "journal", "--wandb", trials=4)
+    assert tuning.tune_main(argv) == 0  # --wandb: off under WANDB_MODE=disabled, no error
     study_name = f"{Path(baseline).name}.regression_rotated.w8"
     url = str(tmp_path / "studies" / study_name / "journal.log")
     trials = load(tmp_path, study_name, url).get_trials()
@@ -285,6 +285,30 @@ def test_a_study_refuses_a_different_setup(tmp_path, monkeypatch, capsys):
     assert "tunes something else" in capsys.readouterr().err
     unknown = ["--task", "regression_rotated", "--baseline", "nope", "--budget", "1"]
     assert tuning.tune_main(unknown) == 2
+
+
+def test_gpu_workers_are_pinned_one_device_each(tmp_path, monkeypatch):
+    started = []
+
+    class FakePopen:
+        def __init__(self, cmd, env, start_new_session):
+            started.append((cmd, env))
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(tuning.subprocess, "Popen", FakePopen)
+    args = tuning.parse_args(tiny_args(tmp_path, "kan_multilevel", "--gpus", "0,1"))
+    spec, url = tuning.spec_from_args(args)
+    assert tuning.launch_workers(args, spec, url, 3, ["0", "1"]) == 0
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["0", "1", "0"]
+    for cmd, _ in started:
+        assert cmd[1:4] == ["-m", "bench_mlkan", "tune"] and "--worker-only" in cmd
+        assert cmd[cmd.index("--accelerator") + 1] == "gpu" and "--gpus" not in cmd
+    spec.accelerator = "gpu"
+    config, tuned = tuning.trial_config(spec, optuna.create_study().ask())
+    assert (config["accelerator"], config["devices"], config["strategy"]) == ("gpu", 1, "auto")
+    assert "accelerator" not in tuned and "devices" not in tuned
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
