@@ -27,8 +27,8 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from bench_mlkan import tuning  # noqa: E402
+from bench_mlkan.baselines import BASELINES, baseline_config, baseline_tasks  # noqa: E402
 from bench_mlkan.baselines import ROOT as BASELINES_ROOT  # noqa: E402
-from bench_mlkan.baselines import baseline_config, baseline_tasks  # noqa: E402
 from bench_mlkan.config import RunConfig  # noqa: E402
 from bench_mlkan.engine import RunResult  # noqa: E402
 
@@ -37,6 +37,15 @@ TINY = [
     "task_options.eval_points_per_dim=21",
     "optimizer_options.max_iter=5",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _restore_baselines():
+    """Tests register private baseline copies; other test modules must not see them."""
+    before = dict(BASELINES)
+    yield
+    BASELINES.clear()
+    BASELINES.update(before)
 
 
 def tiny_args(tmp_path: Path, baseline: str, *extra: str, trials: int = 2) -> list[str]:
