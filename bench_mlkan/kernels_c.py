@@ -1,14 +1,18 @@
 """A small C kernel for the local (k+1)-support spline contraction, loaded with ctypes.
 
-Three loops, each O(batch * P * (k+1) * Q), for float32 and float64 (row-major, contiguous):
+Three loops, each O(batch * P * (k+1) * Q), for float32 and float64 (row-major, contiguous).
+With u[b, p] = (x - a) / h in [0, n], cell = floor(u) (clamped to 0 .. n-1), s = u - cell,
+row(b, p) = p (n + k) + cell and w_r = d^d/du^d B_{cell+r}(u) (Horner on tables from
+``kernels.DerivativeSpec``, computed on the fly, never stored):
 
-    contract: y[b, q]     = sum_{p, r} v[b, p, r] * T[base[b, p] + r, q]
-    sample:   G[b, p, r]  = sum_q g[b, q] * T[base[b, p] + r, q]
-    scatter:  S[i, q]    += v[b, p, r] * g[b, q]   at i = base[b, p] + r
+    contract: y[b, q]  = sum_{p, r} c[b, p] w_r(u[b, p]) T[row(b, p) + r, q]
+    sample:   G[b, p]  = sum_r w_r(u[b, p]) sum_q g[b, q] T[row(b, p) + r, q]
+    scatter:  S[i, q] += c[b, p] w_r(u[b, p]) g[b, q]   at i = row(b, p) + r
 
-(T is the coefficient table (P * (n + k), Q); base[b, p] = p (n + k) + first cell.) The
-autograd wrapper in ``kernels.py`` differentiates any of them with the other two, so
-every derivative order stays on this path.
+(T is the coefficient table (P (n + k), Q); c may be NULL, meaning 1.) The autograd wrapper
+in ``kernels.py`` differentiates each of them with the three maps of derivative order d or
+d + 1, so every derivative order stays on this path and only (batch, P) and (batch, Q)
+tensors are ever saved for backward.
 
 Build: plain C, no torch headers, one ``cc -O3 -march=native -fopenmp -shared`` call (about
 a second), cached under ``$BENCH_MLKAN_CACHE`` (default ``~/.cache/bench_mlkan``) by a hash
@@ -36,77 +40,92 @@ import torch
 from torch import Tensor
 
 C_SOURCE = r"""
+#include <math.h>
 #include <stdint.h>
-#include <string.h>
+
+/* Shared per-(b, p) setup: cell, the K1 weights c * d^d/du^d B_{cell+r}(u) and the row. */
+#define LOCAL_WEIGHTS(T)                                                                    \
+  T uu = u[b * P + p];                                                                      \
+  int64_t cell = (int64_t)floor(uu);                                                        \
+  if (cell < 0) cell = 0;                                                                   \
+  if (cell > n - 1) cell = n - 1;                                                           \
+  const T s = uu - (T)cell;                                                                 \
+  const T cw = c ? c[b * P + p] : (T)1;                                                     \
+  T w[8];                                                                                   \
+  for (int64_t r = 0; r < K1; ++r) {                                                        \
+    const T z = shift[r] + sign[r] * s;                                                     \
+    T acc = poly[(K1 - 1) * K1 + r];                                                        \
+    for (int64_t m = K1 - 2; m >= 0; --m) acc = acc * z + poly[m * K1 + r];                 \
+    w[r] = cw * acc;                                                                        \
+  }                                                                                         \
+  const int64_t row0 = p * nb + cell;
 
 #define QB 32 /* output columns kept in registers per pass */
 
 #define DEFINE_KERNELS(T, SUF)                                                              \
-void mlkan_contract_##SUF(const T* v, const int64_t* base, const T* tab, T* out,            \
-                          int64_t B, int64_t P, int64_t K1, int64_t Q, int nthreads) {      \
+void mlkan_contract_##SUF(const T* c, const T* u, const T* tab, T* out, int64_t B,          \
+                          int64_t P, int64_t n, int64_t K1, int64_t Q, const T* poly,       \
+                          const T* sign, const T* shift, int nthreads) {                    \
+  const int64_t nb = n + K1 - 1;                                                            \
   _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                        \
   for (int64_t b = 0; b < B; ++b) {                                                         \
-    const T* vb = v + b * P * K1;                                                           \
-    const int64_t* bb = base + b * P;                                                       \
     T* o = out + b * Q;                                                                     \
-    int64_t q0 = 0;                                                                         \
-    for (; q0 + QB <= Q; q0 += QB) {                                                        \
-      T acc[QB];                                                                            \
-      for (int j = 0; j < QB; ++j) acc[j] = 0;                                              \
-      for (int64_t p = 0; p < P; ++p) {                                                     \
-        const T* row = tab + bb[p] * Q + q0;                                                \
-        const T* w = vb + p * K1;                                                           \
+    for (int64_t q = 0; q < Q; ++q) o[q] = 0;                                               \
+    for (int64_t p = 0; p < P; ++p) {                                                       \
+      LOCAL_WEIGHTS(T)                                                                      \
+      const T* row = tab + row0 * Q;                                                        \
+      int64_t q0 = 0;                                                                       \
+      for (; q0 + QB <= Q; q0 += QB) {                                                      \
+        T acc[QB];                                                                          \
+        for (int j = 0; j < QB; ++j) acc[j] = o[q0 + j];                                    \
         for (int64_t r = 0; r < K1; ++r) {                                                  \
           const T wr = w[r];                                                                \
-          const T* rr = row + r * Q;                                                        \
+          const T* rr = row + r * Q + q0;                                                   \
           _Pragma("omp simd")                                                               \
           for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];                                \
         }                                                                                   \
+        for (int j = 0; j < QB; ++j) o[q0 + j] = acc[j];                                    \
       }                                                                                     \
-      for (int j = 0; j < QB; ++j) o[q0 + j] = acc[j];                                      \
-    }                                                                                       \
-    if (q0 < Q) {                                                                           \
-      for (int64_t q = q0; q < Q; ++q) o[q] = 0;                                            \
-      for (int64_t p = 0; p < P; ++p) {                                                     \
-        const T* row = tab + bb[p] * Q;                                                     \
-        const T* w = vb + p * K1;                                                           \
-        for (int64_t r = 0; r < K1; ++r) {                                                  \
-          const T wr = w[r];                                                                \
-          const T* rr = row + r * Q;                                                        \
-          for (int64_t q = q0; q < Q; ++q) o[q] += wr * rr[q];                              \
-        }                                                                                   \
-      }                                                                                     \
+      for (int64_t r = 0; r < K1; ++r)                                                      \
+        for (int64_t q = q0; q < Q; ++q) o[q] += w[r] * row[r * Q + q];                     \
     }                                                                                       \
   }                                                                                         \
 }                                                                                           \
                                                                                             \
-void mlkan_sample_##SUF(const T* g, const int64_t* base, const T* tab, T* out,              \
-                        int64_t B, int64_t P, int64_t K1, int64_t Q, int nthreads) {        \
+void mlkan_sample_##SUF(const T* g, const T* u, const T* tab, T* out, int64_t B,            \
+                        int64_t P, int64_t n, int64_t K1, int64_t Q, const T* poly,         \
+                        const T* sign, const T* shift, int nthreads) {                      \
+  const int64_t nb = n + K1 - 1;                                                            \
+  const T* c = 0;                                                                           \
   _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                        \
   for (int64_t b = 0; b < B; ++b) {                                                         \
     const T* gb = g + b * Q;                                                                \
     for (int64_t p = 0; p < P; ++p) {                                                       \
-      const T* row = tab + base[b * P + p] * Q;                                             \
-      T* o = out + (b * P + p) * K1;                                                        \
+      LOCAL_WEIGHTS(T)                                                                      \
+      const T* row = tab + row0 * Q;                                                        \
+      T total = 0;                                                                          \
       for (int64_t r = 0; r < K1; ++r) {                                                    \
         const T* rr = row + r * Q;                                                          \
         T acc = 0;                                                                          \
         _Pragma("omp simd reduction(+ : acc)")                                              \
         for (int64_t q = 0; q < Q; ++q) acc += gb[q] * rr[q];                               \
-        o[r] = acc;                                                                         \
+        total += w[r] * acc;                                                                \
       }                                                                                     \
+      out[b * P + p] = total;                                                               \
     }                                                                                       \
   }                                                                                         \
 }                                                                                           \
                                                                                             \
-/* out must be zeroed by the caller; rows of different p never overlap, so p is split. */   \
-void mlkan_scatter_##SUF(const T* v, const int64_t* base, const T* g, T* out,               \
-                         int64_t B, int64_t P, int64_t K1, int64_t Q, int nthreads) {       \
+/* out (P nb, Q) must be zeroed by the caller; rows of different p never overlap. */        \
+void mlkan_scatter_##SUF(const T* c, const T* u, const T* g, T* out, int64_t B,             \
+                         int64_t P, int64_t n, int64_t K1, int64_t Q, const T* poly,        \
+                         const T* sign, const T* shift, int nthreads) {                     \
+  const int64_t nb = n + K1 - 1;                                                            \
   _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                        \
   for (int64_t p = 0; p < P; ++p) {                                                         \
     for (int64_t b = 0; b < B; ++b) {                                                       \
-      const T* w = v + (b * P + p) * K1;                                                    \
-      T* row = out + base[b * P + p] * Q;                                                   \
+      LOCAL_WEIGHTS(T)                                                                      \
+      T* row = out + row0 * Q;                                                              \
       const T* gb = g + b * Q;                                                              \
       for (int64_t r = 0; r < K1; ++r) {                                                    \
         const T wr = w[r];                                                                  \
@@ -121,11 +140,11 @@ void mlkan_scatter_##SUF(const T* v, const int64_t* base, const T* g, T* out,   
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
-int mlkan_version(void) { return 1; }
+int mlkan_version(void) { return 2; }
 """
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
-_ARGTYPES = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.c_int]
+_ARGTYPES = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 3 + [ctypes.c_int]
 
 
 def cache_dir() -> Path:
@@ -193,32 +212,29 @@ class CKernels:
     def _threads() -> int:
         return max(1, torch.get_num_threads())
 
-    def contract(self, v: Tensor, base: Tensor, tab: Tensor) -> Tensor:
-        B, P, K1 = v.shape
-        Q = tab.shape[1]
-        out = torch.empty(B, Q, dtype=tab.dtype)
-        fn = self._fns["contract", tab.dtype]
-        fn(v.data_ptr(), base.data_ptr(), tab.data_ptr(), out.data_ptr(), B, P, K1, Q,
-           self._threads())  # fmt: skip
+    def _call(self, op: str, a, u: Tensor, t: Tensor, out: Tensor, Q: int, spec) -> Tensor:
+        B, P = u.shape
+        poly, sign, shift = spec.tables
+        fn = self._fns[op, out.dtype]
+        fn(a.data_ptr() if a is not None else None, u.data_ptr(), t.data_ptr(), out.data_ptr(),
+           B, P, spec.grid_size, spec.degree + 1, Q, poly.data_ptr(), sign.data_ptr(),
+           shift.data_ptr(), self._threads())  # fmt: skip
         return out
 
-    def sample(self, g: Tensor, base: Tensor, tab: Tensor, K1: int) -> Tensor:
-        B, Q = g.shape
-        P = base.shape[1]
-        out = torch.empty(B, P, K1, dtype=tab.dtype)
-        fn = self._fns["sample", tab.dtype]
-        fn(g.data_ptr(), base.data_ptr(), tab.data_ptr(), out.data_ptr(), B, P, K1, Q,
-           self._threads())  # fmt: skip
-        return out
+    def contract(self, c: Tensor | None, u: Tensor, tab: Tensor, spec) -> Tensor:
+        """y[b, q] = sum_{p, r} c[b, p] w_r(u[b, p]) T[row(b, p) + r, q]  (c None: 1)."""
+        out = torch.empty(u.shape[0], tab.shape[1], dtype=tab.dtype)
+        return self._call("contract", c, u, tab, out, tab.shape[1], spec)
 
-    def scatter(self, v: Tensor, base: Tensor, g: Tensor, rows: int) -> Tensor:
-        B, P, K1 = v.shape
-        Q = g.shape[1]
-        out = torch.zeros(rows, Q, dtype=g.dtype)
-        fn = self._fns["scatter", g.dtype]
-        fn(v.data_ptr(), base.data_ptr(), g.data_ptr(), out.data_ptr(), B, P, K1, Q,
-           self._threads())  # fmt: skip
-        return out
+    def sample(self, g: Tensor, u: Tensor, tab: Tensor, spec) -> Tensor:
+        """G[b, p] = sum_r w_r(u[b, p]) g[b] . T[row(b, p) + r]."""
+        out = torch.empty(u.shape, dtype=tab.dtype)
+        return self._call("sample", g, u, tab, out, tab.shape[1], spec)
+
+    def scatter(self, c: Tensor | None, u: Tensor, g: Tensor, spec, rows: int) -> Tensor:
+        """S[row(b, p) + r] += c[b, p] w_r(u[b, p]) g[b]."""
+        out = torch.zeros(rows, g.shape[1], dtype=g.dtype)
+        return self._call("scatter", c, u, g, out, g.shape[1], spec)
 
 
 _LOADED: CKernels | None = None
@@ -237,7 +253,7 @@ def load(verbose: bool = False) -> CKernels | None:
         path = build(verbose)
         if path is not None:
             lib = ctypes.CDLL(str(path))
-            if lib.mlkan_version() == 1:
+            if lib.mlkan_version() == 2:
                 _LOADED = CKernels(lib, path)
     except (OSError, AttributeError, subprocess.SubprocessError) as err:  # pragma: no cover
         if verbose:

@@ -1,0 +1,740 @@
+"""``make perf`` / ``python -m bench_mlkan perf``: time the KAN evaluation paths.
+
+Three sections, every number a ratio to a baseline timed in the same run, interleaved:
+
+1. **layer**: one KAN layer, forward + backward with the input gradient (``autograd.grad``
+   of a fixed random cotangent w.r.t. input and coefficients), for every kernel of
+   ``bench_mlkan.kernels`` and ``auto`` (what the models use), the Cox-de Boor reference
+   (``cox_de_boor``, efficient-kan style) and a same-parameter ``Linear + tanh`` MLP
+   (P -> H -> Q with H chosen to match P Q (n + k) parameters); over degree {1, 3}, grid
+   {5, 20, 80}, widths {(2, 32), (32, 32), (64, 64)}, batch {1024, 8192}, float32, float64.
+2. **pinn**: a Poisson-type PINN training step (u, grad u, u_xx + u_yy by
+   ``create_graph=True`` autograd, squared residual, backward to the parameters) of a
+   [2, 32, 32, 1] cubic KAN with grid 20 (tanh squash) at 8192 points: every kernel vs the
+   Cox-de Boor KAN with the same coefficients vs a [2, 32, 32, 1] tanh MLP; time and peak
+   memory.
+3. **fig3**: the paper's Fig. 3 network (2 -> 3 hidden layers of width 64 -> 1), degrees
+   {1, 2, 3}, grids {5, 10, 20, 40, 80}, batch 4096, float32: our KAN (auto kernel), the
+   literal power-ReLU multichannel MLP (``evaluation="relu"``), the Cox-de Boor KAN and a
+   same-width tanh MLP, forward + backward.
+
+Timing: warm-up, then rounds in which every case of a configuration runs once (order
+rotated each round); per case the median over rounds. Rounds adapt to a time budget
+between ``--min-repeats`` and ``--repeats``. Ratios are medians divided by the baseline's
+median in the same configuration, so machine-wide slow-downs cancel to first order.
+
+Peak memory (pinn section): on CPU, the peak of the CPU allocator's "Total Allocated"
+counter reported by ``torch.profiler`` (profile_memory=True) over one step, measured from
+the step's start (parameters and inputs excluded); on CUDA ``max_memory_allocated``. Also
+the bytes the autograd tape saves (``saved_tensors_hooks``, unique storages) at the end of
+the forward pass and derivative graph, before the final backward.
+
+Warning: the machine, thread count, library versions and allocator settings are recorded
+with the results because they change the ratios (glibc malloc without
+``MALLOC_MMAP_MAX_=0`` / a large ``MALLOC_TRIM_THRESHOLD_`` page-faults on every large
+temporary, slowing the dense paths several times; the Makefile sets both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import kernels as K
+from .cox_de_boor import CoxDeBoorKAN, cox_de_boor_layer_forward, extended_knots
+from .models import KAN, MLP, spline_layer_forward
+from .splines import Grid
+
+BASELINE = "cox_de_boor"
+
+
+# ----------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Timing:
+    """Per-case timings (seconds) of one configuration."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def median(self, case: str) -> float:
+        return statistics.median(self.samples[case])
+
+    def ratio(self, case: str, baseline: str = BASELINE) -> float:
+        return self.median(case) / self.median(baseline)
+
+
+def time_cases(
+    cases: dict[str, Callable[[], Any]],
+    device: torch.device,
+    *,
+    warmup: int = 1,
+    min_repeats: int = 3,
+    max_repeats: int = 15,
+    budget_s: float = 2.0,
+) -> Timing:
+    """Interleaved repeats: each round runs every case once, rotating the order."""
+    names = list(cases)
+    first: dict[str, float] = {}
+    for name in names:
+        for _ in range(warmup):
+            _sync(device)
+            t0 = time.perf_counter()
+            cases[name]()
+            _sync(device)
+            first[name] = time.perf_counter() - t0
+    per_round = sum(first.values()) or 1e-3
+    rounds = int(min(max_repeats, max(min_repeats, budget_s / per_round)))
+    timing = Timing({n: [] for n in names})
+    for r in range(rounds):
+        for i in range(len(names)):
+            name = names[(i + r) % len(names)]
+            _sync(device)
+            t0 = time.perf_counter()
+            cases[name]()
+            _sync(device)
+            timing.samples[name].append(time.perf_counter() - t0)
+    return timing
+
+
+# ----------------------------------------------------------------------------- memory
+@contextlib.contextmanager
+def saved_tensor_bytes():
+    """Count bytes the autograd tape saves (unique storages) inside the block."""
+    seen: dict[int, int] = {}
+    out = {"bytes": 0}
+
+    def pack(t: Tensor) -> Tensor:
+        try:
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        except (RuntimeError, NotImplementedError):  # pragma: no cover - exotic tensors
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield out
+    out["bytes"] = sum(seen.values())
+
+
+def peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak extra bytes allocated while ``fn`` runs (see the module docstring)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    totals = [
+        e["args"]["Total Allocated"]
+        for e in events
+        if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})
+    ]
+    return int(max(totals, default=0))
+
+
+# ----------------------------------------------------------------------------- section 1
+def same_param_hidden(P: int, Q: int, nb: int) -> int:
+    """H with P H + H + H Q closest to P Q nb (the KAN layer's parameter count)."""
+    return max(1, round(P * Q * nb / (P + Q + 1)))
+
+
+def layer_cases(
+    P: int, Q: int, grid: Grid, batch: int, dtype: torch.dtype, device: torch.device
+) -> tuple[dict[str, Callable[[], Any]], dict[str, Any]]:
+    gen = torch.Generator().manual_seed(0)
+    a, b = grid.grid_range
+    x = (a + (b - a) * torch.rand(batch, P, generator=gen, dtype=torch.float64)).to(
+        dtype=dtype, device=device
+    )
+    x.requires_grad_(True)
+    gy = torch.randn(batch, Q, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    coef = torch.randn(Q, P, grid.num_basis, generator=gen, dtype=torch.float64) / math.sqrt(P)
+    coef = nn.Parameter(coef.to(dtype=dtype, device=device))
+    knots = extended_knots(grid, P, dtype, device)
+    H = same_param_hidden(P, Q, grid.num_basis)
+    mlp = nn.Sequential(nn.Linear(P, H), nn.Tanh(), nn.Linear(H, Q)).to(dtype=dtype, device=device)
+    mlp_params = list(mlp.parameters())
+
+    def step(f: Callable[[Tensor], Tensor], params: list[Tensor]) -> Callable[[], Any]:
+        return lambda: torch.autograd.grad(f(x), [x, *params], gy)
+
+    cases: dict[str, Callable[[], Any]] = {}
+    for name in K.available_kernels(device, dtype):
+        cases[name] = step(lambda z, n=name: spline_layer_forward(z, coef, grid, kernel=n), [coef])
+    cases[BASELINE] = step(lambda z: cox_de_boor_layer_forward(z, coef, grid, knots), [coef])
+    cases["mlp"] = step(mlp, mlp_params)
+    meta = {
+        "auto": K.resolve_kernel("auto", grid, device, dtype),
+        "mlp_hidden": H,
+        "params": coef.numel(),
+        "mlp_params": sum(p.numel() for p in mlp_params),
+    }
+    return cases, meta
+
+
+def run_layer_sweep(args, device: torch.device, log) -> list[dict]:
+    rows = []
+    if args.quick:
+        configs = [
+            (dt, k, n, (P, Q), B)
+            for dt in args.dtypes
+            for k in (3,)
+            for n in (5, 80)
+            for (P, Q) in ((32, 32),)
+            for B in (1024,)
+        ]
+    else:
+        configs = [
+            (dt, k, n, (P, Q), B)
+            for dt in args.dtypes
+            for k in (1, 3)
+            for n in (5, 20, 80)
+            for (P, Q) in ((2, 32), (32, 32), (64, 64))
+            for B in (1024, 8192)
+        ]
+    for dt, k, n, (P, Q), B in configs:
+        grid = Grid(n, k)
+        dtype = getattr(torch, dt)
+        cases, meta = layer_cases(P, Q, grid, B, dtype, device)
+        timing = time_cases(cases, device, **args.timing)
+        ratios = {c: timing.ratio(c) for c in cases}
+        ratios["auto"] = ratios[meta["auto"]]
+        row = dict(
+            dtype=dt,
+            degree=k,
+            grid_size=n,
+            widths=[P, Q],
+            batch=B,
+            median_s={c: timing.median(c) for c in cases},
+            repeats=len(timing.samples[BASELINE]),
+            ratio=ratios,
+            **meta,
+        )
+        rows.append(row)
+        log(
+            f"layer {dt:7s} k={k} n={n:2d} {P:2d}->{Q:2d} B={B:4d}  cdb={timing.median(BASELINE) * 1e3:8.2f} ms  "
+            + "  ".join(f"{c}={ratios[c]:.3f}" for c in [*cases, "auto"] if c != BASELINE)
+            + f"  (auto={meta['auto']})"
+        )
+    return rows
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def summarize_layers(rows: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cases = sorted({c for r in rows for c in r["ratio"]})
+    for dt in sorted({r["dtype"] for r in rows}):
+        sel = [r for r in rows if r["dtype"] == dt]
+        out[dt] = {
+            "all": {c: geomean([r["ratio"][c] for r in sel if c in r["ratio"]]) for c in cases},
+            "grid80": {
+                c: geomean([r["ratio"][c] for r in sel if c in r["ratio"] and r["grid_size"] == 80])
+                for c in cases
+            },
+            "batch8192_64x64_grid80": {
+                c: geomean(
+                    [
+                        r["ratio"][c]
+                        for r in sel
+                        if c in r["ratio"]
+                        and r["grid_size"] == 80
+                        and r["batch"] == 8192
+                        and r["widths"] == [64, 64]
+                    ]
+                )
+                for c in cases
+            },
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- section 2
+def _pinn_step(model: nn.Module, X: Tensor, f: Tensor) -> Callable[[], Any]:
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step():
+        u = model(X)  # (batch, 1)
+        (g,) = torch.autograd.grad(u.sum(), X, create_graph=True)  # (batch, 2)
+        lap = sum(torch.autograd.grad(g[:, i].sum(), X, create_graph=True)[0][:, i] for i in (0, 1))
+        loss = ((lap - f) ** 2).mean() + (u.squeeze(-1) ** 2).mean()
+        return torch.autograd.grad(loss, params)
+
+    return step
+
+
+def _pinn_tape(model: nn.Module, X: Tensor) -> int:
+    with saved_tensor_bytes() as saved:
+        u = model(X)
+        (g,) = torch.autograd.grad(u.sum(), X, create_graph=True)
+        lap = sum(torch.autograd.grad(g[:, i].sum(), X, create_graph=True)[0][:, i] for i in (0, 1))
+        loss = (lap**2).mean() + (u**2).mean()
+    del loss
+    return saved["bytes"]
+
+
+def run_pinn(args, device: torch.device, log) -> dict:
+    dtype = getattr(torch, args.pinn_dtype)
+    widths, n, k = [2, 32, 32, 1], 20, 3
+    batch = 1024 if args.quick else 8192
+    torch.manual_seed(0)
+    kan = KAN(widths, grid_size=n, degree=k, squash="tanh").to(dtype=dtype, device=device)
+    cdb = CoxDeBoorKAN(widths, n, k).to(dtype=dtype, device=device).load_from(kan)
+    mlp = MLP(widths, "tanh").to(dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(1)
+    X = (2 * torch.rand(batch, 2, generator=gen, dtype=torch.float64) - 1).to(
+        dtype=dtype, device=device
+    )
+    X.requires_grad_(True)
+    f = torch.sin(3 * X[:, 0].detach()) * torch.cos(2 * X[:, 1].detach())
+
+    kan_step = _pinn_step(kan, X, f)
+
+    def with_kernel(name: str) -> Callable[[], Any]:
+        def run():
+            old = K.get_default_kernel()
+            K.set_default_kernel(name)
+            try:
+                return kan_step()
+            finally:
+                K.set_default_kernel(old)
+
+        return run
+
+    cases: dict[str, Callable[[], Any]] = {
+        name: with_kernel(name) for name in ["auto", *K.available_kernels(device, dtype)]
+    }
+    cases[BASELINE] = _pinn_step(cdb, X, f)
+    cases["mlp"] = _pinn_step(mlp, X, f)
+    # same function: our KAN and the reference agree
+    u1, u2 = kan(X), cdb(X)
+    agree = float((u1 - u2).abs().max() / u2.abs().max().clamp_min(1e-30))
+    timing = time_cases(cases, device, **args.timing)
+    peak = {c: peak_bytes(fn, device) for c, fn in cases.items()}
+    tape = {}
+    for c in cases:
+        if c in (BASELINE, "mlp"):
+            tape[c] = _pinn_tape(cdb if c == BASELINE else mlp, X)
+        else:
+            old = K.get_default_kernel()
+            K.set_default_kernel(c)
+            try:
+                tape[c] = _pinn_tape(kan, X)
+            finally:
+                K.set_default_kernel(old)
+    res = dict(
+        widths=widths,
+        grid_size=n,
+        degree=k,
+        batch=batch,
+        dtype=args.pinn_dtype,
+        auto=K.resolve_kernel("auto", kan.grid, device, dtype),
+        max_rel_diff_vs_reference=agree,
+        median_s={c: timing.median(c) for c in cases},
+        repeats=len(timing.samples[BASELINE]),
+        time_ratio_vs_reference={c: timing.ratio(c) for c in cases},
+        time_ratio_vs_mlp={c: timing.ratio(c, "mlp") for c in cases},
+        peak_bytes=peak,
+        peak_ratio_vs_mlp={c: peak[c] / max(1, peak["mlp"]) for c in cases},
+        peak_ratio_vs_reference={c: peak[c] / max(1, peak[BASELINE]) for c in cases},
+        tape_bytes=tape,
+        tape_ratio_vs_mlp={c: tape[c] / max(1, tape["mlp"]) for c in cases},
+    )
+    for c in cases:
+        log(
+            f"pinn  {c:12s} {timing.median(c) * 1e3:9.2f} ms  vs ref {res['time_ratio_vs_reference'][c]:6.3f}"
+            f"  vs mlp {res['time_ratio_vs_mlp'][c]:6.2f}  peak {peak[c] / 2**20:8.2f} MiB"
+            f" ({res['peak_ratio_vs_mlp'][c]:5.2f}x mlp)  tape {tape[c] / 2**20:8.2f} MiB"
+        )
+    return res
+
+
+# ----------------------------------------------------------------------------- section 3
+def run_fig3(args, device: torch.device, log) -> list[dict]:
+    dtype = getattr(torch, args.fig3_dtype)
+    widths = [2, 64, 64, 64, 1]
+    degrees, grids, batch = (
+        ((1, 3), (5, 20), 512) if args.quick else ((1, 2, 3), (5, 10, 20, 40, 80), 4096)
+    )
+    gen = torch.Generator().manual_seed(2)
+    X = (2 * torch.rand(batch, 2, generator=gen, dtype=torch.float64) - 1).to(
+        dtype=dtype, device=device
+    )
+    gy = torch.randn(batch, 1, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    torch.manual_seed(0)
+    mlp = MLP(widths, "tanh").to(dtype=dtype, device=device)
+    rows = []
+
+    def step(model: nn.Module) -> Callable[[], Any]:
+        params = list(model.parameters())
+        return lambda: torch.autograd.grad(model(X), params, gy)
+
+    for k in degrees:
+        for n in grids:
+            torch.manual_seed(0)
+            kan = KAN(widths, grid_size=n, degree=k, squash="tanh").to(dtype=dtype, device=device)
+            relu = kan.to_multichannel(evaluation="relu")
+            cdb = CoxDeBoorKAN(widths, n, k).to(dtype=dtype, device=device).load_from(kan)
+            cases = {
+                "kan": step(kan),
+                "power_relu": step(relu),
+                BASELINE: step(cdb),
+                "mlp": step(mlp),
+            }
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # float32 power-ReLU accuracy warning: timing only
+                timing = time_cases(cases, device, **args.timing)
+            row = dict(
+                degree=k,
+                grid_size=n,
+                batch=batch,
+                auto=K.resolve_kernel("auto", kan.grid, device, dtype),
+                median_s={c: timing.median(c) for c in cases},
+                ratio={c: timing.ratio(c) for c in cases},
+                repeats=len(timing.samples[BASELINE]),
+            )
+            rows.append(row)
+            log(
+                f"fig3  k={k} n={n:2d}  cdb={timing.median(BASELINE) * 1e3:8.2f} ms  "
+                + "  ".join(f"{c}={row['ratio'][c]:.3f}" for c in cases if c != BASELINE)
+            )
+    return rows
+
+
+# ----------------------------------------------------------------------------- environment
+def _allocator() -> dict[str, Any]:
+    libs = []
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+        libs = sorted({lib for lib in ("tcmalloc", "jemalloc", "mimalloc") if lib in maps})
+    except OSError:
+        pass
+    return {
+        "malloc": libs[0] if libs else "glibc" if platform.libc_ver()[0] == "glibc" else "system",
+        "libc": "-".join(platform.libc_ver()),
+        "LD_PRELOAD": os.environ.get("LD_PRELOAD", ""),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+    }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    clib = K.kernels_c.load()
+    env = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "allocator": _allocator(),
+        "c_kernel": str(clib.path) if clib is not None else None,
+        "git_commit": commit,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "kernel_default": K.get_default_kernel(),
+    }
+    return env
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt(x: float) -> str:
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def render_markdown(result: dict) -> str:
+    env, lines = result["environment"], []
+    lines.append(f"# KAN evaluation performance ({env['device']})\n")
+    lines.append(
+        "Generated by `make perf` (`python -m bench_mlkan perf`); do not edit. Ratios are "
+        "medians of interleaved repeats divided by the Cox-de Boor reference's median in the "
+        "same configuration (lower is faster; < 1 beats the reference).\n"
+    )
+    lines.append(
+        f"Machine: {env['device_name']}, {env['cpu_count']} CPUs, torch threads "
+        f"{env['torch_threads']}, torch {env['torch']}, Python {env['python']}, allocator "
+        f"{env['allocator']['malloc']} ({env['allocator']['libc']}, "
+        f"{env['allocator']['env'] or 'no MALLOC_* settings'}), load average at start "
+        f"{env['load_average']}, commit {env['git_commit']}.\n"
+    )
+    if "layer_summary" in result:
+        lines.append("## KAN layer: forward + backward with input gradient\n")
+        lines.append("Geometric mean of time / Cox-de Boor over the sweep:\n")
+        summ = result["layer_summary"]
+        cases = sorted({c for s in summ.values() for c in s["all"]})
+        lines.append("| dtype | subset | " + " | ".join(cases) + " |")
+        lines.append("|---|---|" + "---|" * len(cases))
+        for dt, s in summ.items():
+            for subset in ("all", "grid80", "batch8192_64x64_grid80"):
+                vals = [_fmt(s[subset].get(c, float("nan"))) for c in cases]
+                lines.append(f"| {dt} | {subset} | " + " | ".join(vals) + " |")
+        lines.append("\nPer configuration (auto = the kernel the models use):\n")
+        kern = [c for c in cases if c not in ("auto", BASELINE)]
+        lines.append(
+            "| dtype | k | n | P->Q | batch | reference ms | auto (kernel) | "
+            + " | ".join(kern)
+            + " |"
+        )
+        lines.append("|---|---|---|---|---|---|---|" + "---|" * len(kern))
+        for r in result["layer"]:
+            lines.append(
+                f"| {r['dtype']} | {r['degree']} | {r['grid_size']} | {r['widths'][0]}->{r['widths'][1]} "
+                f"| {r['batch']} | {r['median_s'][BASELINE] * 1e3:.2f} | {_fmt(r['ratio']['auto'])} ({r['auto']}) | "
+                + " | ".join(_fmt(r["ratio"].get(c, float("nan"))) for c in kern)
+                + " |"
+            )
+        lines.append("")
+    if "pinn" in result:
+        p = result["pinn"]
+        lines.append(
+            f"## PINN step: [2, 32, 32, 1] cubic KAN, grid {p['grid_size']}, {p['batch']} points, {p['dtype']}\n"
+        )
+        lines.append(
+            "u, grad u and u_xx + u_yy by autograd (create_graph), squared residual, gradient "
+            "of the loss w.r.t. the parameters. Peak: CPU allocator peak over one step "
+            "(torch.profiler) or CUDA max_memory_allocated; tape: bytes saved for backward. "
+            f"Our KAN and the reference agree to {p['max_rel_diff_vs_reference']:.1e} (relative).\n"
+        )
+        lines.append(
+            "| path | ms | time / reference | time / tanh MLP | peak MiB | peak / MLP | tape MiB | tape / MLP |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for c in p["median_s"]:
+            name = f"auto ({p['auto']})" if c == "auto" else c
+            lines.append(
+                f"| {name} | {p['median_s'][c] * 1e3:.2f} | {_fmt(p['time_ratio_vs_reference'][c])} "
+                f"| {_fmt(p['time_ratio_vs_mlp'][c])} | {p['peak_bytes'][c] / 2**20:.2f} "
+                f"| {_fmt(p['peak_ratio_vs_mlp'][c])} | {p['tape_bytes'][c] / 2**20:.2f} "
+                f"| {_fmt(p['tape_ratio_vs_mlp'][c])} |"
+            )
+        lines.append("")
+    if "fig3" in result:
+        lines.append("## Paper Fig. 3 network: 2 -> 64 -> 64 -> 64 -> 1, forward + backward\n")
+        rows = result["fig3"]
+        cases = [c for c in rows[0]["ratio"] if c != BASELINE]
+        lines.append(
+            "| k | n | batch | reference ms | "
+            + " | ".join(f"{c} / reference" for c in cases)
+            + " |"
+        )
+        lines.append("|---|---|---|---|" + "---|" * len(cases))
+        for r in rows:
+            lines.append(
+                f"| {r['degree']} | {r['grid_size']} | {r['batch']} | {r['median_s'][BASELINE] * 1e3:.2f} | "
+                + " | ".join(_fmt(r["ratio"][c]) for c in cases)
+                + " |"
+            )
+        lines.append("")
+    if "targets" in result:
+        lines.append("## Targets (issue 7)\n")
+        lines.append("| target | measured | met |")
+        lines.append("|---|---|---|")
+        for t in result["targets"]:
+            lines.append(f"| {t['target']} | {t['measured']:.3f} | {'yes' if t['met'] else 'no'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def targets(result: dict) -> list[dict]:
+    out = []
+
+    def add(name: str, value: float, limit: float) -> None:
+        if value == value:  # not NaN
+            out.append({"target": name, "measured": value, "limit": limit, "met": value <= limit})
+
+    for dt, s in result.get("layer_summary", {}).items():
+        add(f"layer auto / reference, geomean, {dt} <= 0.5", s["all"]["auto"], 0.5)
+        add(f"layer auto / reference, grid 80, {dt} <= 0.35", s["grid80"]["auto"], 0.35)
+        if "c" in s["batch8192_64x64_grid80"]:
+            add(
+                f"stretch: compiled (c) / reference, 8192, 64->64, grid 80, {dt} <= 0.1",
+                s["batch8192_64x64_grid80"]["c"],
+                0.1,
+            )
+    if "pinn" in result:
+        p = result["pinn"]
+        add("PINN step auto / reference <= 0.25", p["time_ratio_vs_reference"]["auto"], 0.25)
+        add("PINN peak memory auto / tanh MLP <= 2", p["peak_ratio_vs_mlp"]["auto"], 2.0)
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [s for s in ("layer", "fig3") if s in result]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, sec in zip(axes[0], panels):
+        if sec == "layer":
+            rows = result["layer"]
+            cases = [c for c in rows[0]["ratio"] if c not in (BASELINE, "auto")]
+            labels = [
+                f"{r['dtype'][5:]} k{r['degree']} n{r['grid_size']} {r['widths'][0]}x{r['widths'][1]} b{r['batch']}"
+                for r in rows
+            ]
+            for c in cases:
+                ax.plot(
+                    range(len(rows)), [r["ratio"][c] for r in rows], "o-", ms=3, lw=0.8, label=c
+                )
+            ax.axhline(1.0, color="k", lw=0.8)
+            ax.axhline(0.5, color="gray", ls="--", lw=0.8)
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(rows)))
+            ax.set_xticklabels(labels, rotation=90, fontsize=5)
+            ax.set_ylabel("time / Cox-de Boor (fwd + bwd)")
+            ax.set_title("KAN layer")
+        else:
+            rows = result["fig3"]
+            for k in sorted({r["degree"] for r in rows}):
+                sel = [r for r in rows if r["degree"] == k]
+                ns = [r["grid_size"] for r in sel]
+                for c, style in (
+                    ("kan", "-"),
+                    ("power_relu", "--"),
+                    (BASELINE, ":"),
+                    ("mlp", "-."),
+                ):
+                    ax.plot(ns, [r["median_s"][c] * 1e3 for r in sel], style, marker="o", ms=3,
+                            label=f"{c} k={k}")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("grid size n")
+            ax.set_ylabel("ms per forward + backward")
+            ax.set_title("Fig. 3 network (3 hidden layers of 64)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench_mlkan perf", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--quick", action="store_true", help="a small subset (well under a minute)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda: skipped if unavailable)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    p.add_argument("--repeats", type=int, default=15, help="max interleaved rounds per config")
+    p.add_argument("--min-repeats", type=int, default=5)
+    p.add_argument("--budget", type=float, default=3.0, help="seconds of rounds per config")
+    p.add_argument("--sections", default="layer,pinn,fig3")
+    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--pinn-dtype", default="float32")
+    p.add_argument("--fig3-dtype", default="float32")
+    p.add_argument("--out", default="leaderboards/perf", help="output folder")
+    return p
+
+
+def perf_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if args.quick:
+        args.repeats, args.min_repeats, args.budget = (
+            min(args.repeats, 5),
+            min(args.min_repeats, 3),
+            0.3,
+        )
+    args.timing = dict(min_repeats=args.min_repeats, max_repeats=args.repeats, budget_s=args.budget)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("perf: --device cuda requested but no CUDA device is available; nothing to do")
+        return 0
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"perf-{device.type}" + ("-quick" if args.quick else "")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"environment": environment(device), "quick": args.quick, "argv": argv}
+    env = result["environment"]
+    log(
+        f"perf on {env['device_name']} ({env['device']}), threads {env['torch_threads']}, torch "
+        f"{env['torch']}, malloc {env['allocator']['malloc']} {env['allocator']['env']}, "
+        f"C kernel {'built' if env['c_kernel'] else 'unavailable'}"
+    )
+    if "layer" in sections:
+        result["layer"] = run_layer_sweep(args, device, log)
+        result["layer_summary"] = summarize_layers(result["layer"])
+    if "pinn" in sections:
+        result["pinn"] = run_pinn(args, device, log)
+    if "fig3" in sections:
+        result["fig3"] = run_fig3(args, device, log)
+    result["targets"] = targets(result)
+    result["wall_s"] = time.perf_counter() - t0
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
+    md = render_markdown(result)
+    (out / f"{stem}.md").write_text(md)
+    plot(result, out / f"{stem}.png")
+    log("")
+    for dt, summ in result.get("layer_summary", {}).items():
+        for subset, vals in summ.items():
+            log(
+                f"layer geomean {dt} {subset}: "
+                + "  ".join(f"{c}={v:.3f}" for c, v in vals.items())
+            )
+    for t in result["targets"]:
+        log(
+            f"target: {t['target']}: measured {t['measured']:.3f} -> {'met' if t['met'] else 'NOT met'}"
+        )
+    log(f"wrote {out / stem}.json/.md/.png in {result['wall_s']:.0f} s")
+    return 0
+
+
+main = perf_main
