@@ -114,8 +114,16 @@ def expand(
                 cfg = baseline_config(
                     name, exp["task"], seed=seed, overrides=overrides, tuned=tuned
                 )
+                if "schedule_scale" in exp and cfg.budget_fractions is None:
+                    cfg = cfg.replace(schedule=scale_schedule(cfg.schedule, exp["schedule_scale"]))
                 specs.append(RunSpec(exp["task"], name, seed, cfg.to_dict()))
     return specs
+
+
+def scale_schedule(schedule: list[int], factor: float) -> list[int]:
+    """Scale every level's steps by ``factor`` (nonzero levels keep at least one step), so a
+    reduced profile keeps the baselines' relative budgets."""
+    return [max(1, round(s * factor)) if s > 0 else 0 for s in schedule]
 
 
 def is_done(spec: RunSpec, results: Path) -> bool:
