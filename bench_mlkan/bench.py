@@ -161,7 +161,7 @@ def run_one(
                 name=f"{spec.baseline}-seed{spec.seed}",
                 config=spec.config,
                 tags=[spec.task, spec.baseline, profile or "adhoc"],
-                save_dir=str(out.parent / "wandb"),
+                save_dir=os.environ.get("WANDB_DIR", "wandb"),
             )
         result = train(config, task=task, loggers=[logger] if logger else None)
         record = make_record(result, task_description=task.describe(), started=started, **meta)
