@@ -821,7 +821,8 @@ def render_readme(
         lines += ["No run records yet: run `make bench`.", ""]
     else:
         lines += [
-            f"{n_runs} runs on {len(tasks)} tasks, profile(s) "
+            f"{n_runs} run{'s' * (n_runs != 1)} on {len(tasks)} task{'s' * (len(tasks) != 1)}, "
+            "profile(s) "
             f"{', '.join(f'`{p}`' for p in profiles)}. The `quick` profile runs reduced point "
             "sets, seeds and step counts (stated per experiment below); only the `paper` "
             "profile is the paper's setting.",
