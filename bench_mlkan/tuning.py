@@ -719,6 +719,8 @@ def _run_trial(
                 _retry(study, storage, trial._trial_id)
                 log(f"[tune] trial {trial.number} interrupted: re-queued")
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            state = TrialState.FAIL  # finished elsewhere: handled below
         except Exception as e:  # noqa: BLE001 - a failed trial never stops the study
             state = TrialState.FAIL
             try:
@@ -727,6 +729,12 @@ def _run_trial(
             except Exception:  # noqa: BLE001
                 pass
             log(f"[tune] trial {trial.number} failed: {e!r}")
+    if storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+        log(
+            f"[tune] trial {trial.number}: another worker declared it dead (heartbeat later than "
+            "--grace) and re-queued it; this run's result is dropped"
+        )
+        return
     _tell(study, trial, state, value)
     if state == TrialState.COMPLETE:
         log(f"[tune] trial {trial.number}: log10 {spec.metric} = {value:.4f}  {trial.params}")

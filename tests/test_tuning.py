@@ -51,7 +51,7 @@ def _restore_baselines():
 def tiny_args(tmp_path: Path, baseline: str, *extra: str, trials: int = 2) -> list[str]:
     argv = ["--task", "regression_rotated", "--baseline", baseline, "--trials", str(trials)]
     argv += ["--budget", "8", "--studies-dir", str(tmp_path / "studies"), "--seed", "1234"]
-    argv += ["--heartbeat", "1", "--grace", "2", "--sampler-seed", "0"]
+    argv += ["--heartbeat", "1", "--grace", "10", "--sampler-seed", "0"]
     for item in TINY:
         argv += ["--set", item]
     return argv + list(extra)
@@ -61,6 +61,12 @@ def copy_baseline(tmp_path: Path, name: str = "kan_multilevel") -> str:
     """A private copy of a baseline folder (tuned/ results land there, not in the repo)."""
     dest = tmp_path / "baselines" / f"tune_test_{uuid.uuid4().hex[:8]}"
     shutil.copytree(BASELINES_ROOT / name, dest, ignore=shutil.ignore_patterns("tuned"))
+    space_path = dest / "search_space.json"
+    space = json.loads(space_path.read_text())
+    if "budget_fractions" in space["parameters"]:
+        # at most 2 levels: with a budget of 8 every split buys a step (4 levels may not)
+        space["parameters"]["budget_fractions"]["levels"] = {"low": 1, "high": 2}
+        space_path.write_text(json.dumps(space))
     return str(dest)
 
 
