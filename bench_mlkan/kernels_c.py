@@ -42,6 +42,7 @@ from torch import Tensor
 C_SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Shared per-(b, p) setup: cell, the K1 weights c * d^d/du^d B_{cell+r}(u) and the row. */
 #define LOCAL_WEIGHTS(T)                                                                    \
@@ -62,33 +63,53 @@ C_SOURCE = r"""
 
 #define QB 32 /* output columns kept in registers per pass */
 
+/* Per batch row b: the weights of every input p first (independent Horner chains the CPU
+   overlaps), then the row sweeps with the output accumulator kept in registers. */
+#define ROW_WEIGHTS(T)                                                                      \
+  for (int64_t p = 0; p < P; ++p) {                                                         \
+    LOCAL_WEIGHTS(T)                                                                        \
+    for (int64_t r = 0; r < K1; ++r) wall[p * K1 + r] = w[r];                               \
+    rows[p] = tab + row0 * Q;                                                               \
+  }
+
 #define DEFINE_KERNELS(T, SUF)                                                              \
 void mlkan_contract_##SUF(const T* c, const T* u, const T* tab, T* out, int64_t B,          \
                           int64_t P, int64_t n, int64_t K1, int64_t Q, const T* poly,       \
                           const T* sign, const T* shift, int nthreads) {                    \
   const int64_t nb = n + K1 - 1;                                                            \
-  _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                        \
-  for (int64_t b = 0; b < B; ++b) {                                                         \
-    T* o = out + b * Q;                                                                     \
-    for (int64_t q = 0; q < Q; ++q) o[q] = 0;                                               \
-    for (int64_t p = 0; p < P; ++p) {                                                       \
-      LOCAL_WEIGHTS(T)                                                                      \
-      const T* row = tab + row0 * Q;                                                        \
+  _Pragma("omp parallel num_threads(nthreads)")                                             \
+  {                                                                                         \
+    T* wall = (T*)malloc(sizeof(T) * P * K1);                                               \
+    const T** rows = (const T**)malloc(sizeof(T*) * P);                                     \
+    _Pragma("omp for schedule(static)")                                                     \
+    for (int64_t b = 0; b < B; ++b) {                                                       \
+      T* o = out + b * Q;                                                                   \
+      ROW_WEIGHTS(T)                                                                        \
       int64_t q0 = 0;                                                                       \
       for (; q0 + QB <= Q; q0 += QB) {                                                      \
         T acc[QB];                                                                          \
-        for (int j = 0; j < QB; ++j) acc[j] = o[q0 + j];                                    \
-        for (int64_t r = 0; r < K1; ++r) {                                                  \
-          const T wr = w[r];                                                                \
-          const T* rr = row + r * Q + q0;                                                   \
-          _Pragma("omp simd")                                                               \
-          for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];                                \
+        for (int j = 0; j < QB; ++j) acc[j] = 0;                                            \
+        for (int64_t p = 0; p < P; ++p) {                                                   \
+          const T* wp = wall + p * K1;                                                      \
+          const T* row = rows[p] + q0;                                                      \
+          for (int64_t r = 0; r < K1; ++r) {                                                \
+            const T wr = wp[r];                                                             \
+            const T* rr = row + r * Q;                                                      \
+            _Pragma("omp simd")                                                             \
+            for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];                              \
+          }                                                                                 \
         }                                                                                   \
         for (int j = 0; j < QB; ++j) o[q0 + j] = acc[j];                                    \
       }                                                                                     \
-      for (int64_t r = 0; r < K1; ++r)                                                      \
-        for (int64_t q = q0; q < Q; ++q) o[q] += w[r] * row[r * Q + q];                     \
+      for (int64_t q = q0; q < Q; ++q) {                                                    \
+        T acc = 0;                                                                          \
+        for (int64_t p = 0; p < P; ++p)                                                     \
+          for (int64_t r = 0; r < K1; ++r) acc += wall[p * K1 + r] * rows[p][r * Q + q];    \
+        o[q] = acc;                                                                         \
+      }                                                                                     \
     }                                                                                       \
+    free(wall);                                                                             \
+    free((void*)rows);                                                                      \
   }                                                                                         \
 }                                                                                           \
                                                                                             \
@@ -97,22 +118,45 @@ void mlkan_sample_##SUF(const T* g, const T* u, const T* tab, T* out, int64_t B,
                         const T* sign, const T* shift, int nthreads) {                      \
   const int64_t nb = n + K1 - 1;                                                            \
   const T* c = 0;                                                                           \
-  _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                        \
-  for (int64_t b = 0; b < B; ++b) {                                                         \
-    const T* gb = g + b * Q;                                                                \
-    for (int64_t p = 0; p < P; ++p) {                                                       \
-      LOCAL_WEIGHTS(T)                                                                      \
-      const T* row = tab + row0 * Q;                                                        \
-      T total = 0;                                                                          \
-      for (int64_t r = 0; r < K1; ++r) {                                                    \
-        const T* rr = row + r * Q;                                                          \
-        T acc = 0;                                                                          \
-        _Pragma("omp simd reduction(+ : acc)")                                              \
-        for (int64_t q = 0; q < Q; ++q) acc += gb[q] * rr[q];                               \
-        total += w[r] * acc;                                                                \
+  _Pragma("omp parallel num_threads(nthreads)")                                             \
+  {                                                                                         \
+    T* wall = (T*)malloc(sizeof(T) * P * K1);                                               \
+    const T** rows = (const T**)malloc(sizeof(T*) * P);                                     \
+    _Pragma("omp for schedule(static)")                                                     \
+    for (int64_t b = 0; b < B; ++b) {                                                       \
+      const T* gb = g + b * Q;                                                              \
+      ROW_WEIGHTS(T)                                                                        \
+      for (int64_t p = 0; p < P; ++p) {                                                     \
+        const T* wp = wall + p * K1;                                                        \
+        const T* row = rows[p];                                                             \
+        T tot[QB];                                                                          \
+        for (int j = 0; j < QB; ++j) tot[j] = 0;                                            \
+        int64_t q0 = 0;                                                                     \
+        for (; q0 + QB <= Q; q0 += QB) {                                                    \
+          T acc[QB];                                                                        \
+          for (int j = 0; j < QB; ++j) acc[j] = 0;                                          \
+          for (int64_t r = 0; r < K1; ++r) {                                                \
+            const T wr = wp[r];                                                             \
+            const T* rr = row + r * Q + q0;                                                 \
+            _Pragma("omp simd")                                                             \
+            for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];                              \
+          }                                                                                 \
+          _Pragma("omp simd")                                                               \
+          for (int j = 0; j < QB; ++j) tot[j] += gb[q0 + j] * acc[j];                       \
+        }                                                                                   \
+        T total = 0;                                                                        \
+        _Pragma("omp simd reduction(+ : total)")                                            \
+        for (int j = 0; j < QB; ++j) total += tot[j];                                       \
+        for (int64_t r = 0; r < K1; ++r) {                                                  \
+          T acc = 0;                                                                        \
+          for (int64_t q = q0; q < Q; ++q) acc += gb[q] * row[r * Q + q];                   \
+          total += wp[r] * acc;                                                             \
+        }                                                                                   \
+        out[b * P + p] = total;                                                             \
       }                                                                                     \
-      out[b * P + p] = total;                                                               \
     }                                                                                       \
+    free(wall);                                                                             \
+    free((void*)rows);                                                                      \
   }                                                                                         \
 }                                                                                           \
                                                                                             \
@@ -140,7 +184,7 @@ void mlkan_scatter_##SUF(const T* c, const T* u, const T* g, T* out, int64_t B, 
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
-int mlkan_version(void) { return 2; }
+int mlkan_version(void) { return 5; }
 """
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
@@ -253,7 +297,7 @@ def load(verbose: bool = False) -> CKernels | None:
         path = build(verbose)
         if path is not None:
             lib = ctypes.CDLL(str(path))
-            if lib.mlkan_version() == 2:
+            if lib.mlkan_version() == 5:
                 _LOADED = CKernels(lib, path)
     except (OSError, AttributeError, subprocess.SubprocessError) as err:  # pragma: no cover
         if verbose:
