@@ -327,6 +327,7 @@ class Row:
     records: list[dict[str, Any]]
     spec: MetricSpec
     paper: dict[str, Any] | None = None
+    paper_digits: int = 3
     values: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -370,7 +371,8 @@ class Row:
         paper_sd = (self.paper or {}).get("sd")
         paper = "-"
         if paper_mean is not None:
-            paper = fmt_sci(paper_mean) + (f" ({fmt_sci(paper_sd)})" if paper_sd else "")
+            d = self.paper_digits
+            paper = fmt_sci(paper_mean, d) + (f" ({fmt_sci(paper_sd, d)})" if paper_sd else "")
         ratio = self.mean / paper_mean if (self.mean is not None and paper_mean) else None
         return [
             f"`{self.baseline}`",
@@ -395,9 +397,10 @@ def task_rows(
     task: str, by_baseline: dict[str, list[dict[str, Any]]], paper: dict[str, Any]
 ) -> list[Row]:
     spec = metric_spec(task, task_kind(by_baseline))
-    paper_rows = (paper.get("tasks", {}).get(task) or {}).get("rows", {})
+    paper_task = paper.get("tasks", {}).get(task) or {}
+    paper_rows, digits = paper_task.get("rows", {}), int(paper_task.get("digits", 3))
     return [
-        Row(b, by_baseline[b], spec, paper_rows.get(b))
+        Row(b, by_baseline[b], spec, paper_rows.get(b), digits)
         for b in ordered(by_baseline, BASELINE_ORDER)
     ]
 
@@ -558,12 +561,14 @@ def check_claim(claim: dict[str, Any], rows: dict[str, Row], paper: dict[str, An
     s_mean = subject.mean
     s_txt = f"`{subject.baseline}` {label} {fmt_sci(s_mean)} (n={len(subject.values)})"
     if claim["kind"] == "near_paper":
-        ref = paper["tasks"][claim["task"]]["rows"][claim["subject"]]["mean"]
+        paper_task = paper["tasks"][claim["task"]]
+        ref = paper_task["rows"][claim["subject"]]["mean"]
+        digits = int(paper_task.get("digits", 3))
         ratio = s_mean / ref
         factor = float(claim["factor"])
         ok = ratio <= factor
         how = "lower than" if ratio < 1 else "above"
-        detail = f"{s_txt} vs the paper's {fmt_sci(ref)}: {ratio:.3g}x the paper's value"
+        detail = f"{s_txt} vs the paper's {fmt_sci(ref, digits)}: {ratio:.3g}x the paper's value"
         if ok:
             detail += f" ({how} the paper's, within the {factor:g}x bound)"
         else:

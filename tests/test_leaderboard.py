@@ -176,6 +176,7 @@ def test_formatting():
     assert LB.fmt_sci(0.0) == "0"
     assert LB.fmt_sci(None) == "-"
     assert LB.fmt_sci(float("inf")) == "inf"
+    assert LB.fmt_sci(1.740e-3, 4) == "1.740e-3"
     assert LB.fmt_work(128.0) == "128"
     assert LB.fmt_work(12.5) == "12.5"
     assert LB.mean_sd([1.0, 3.0]) == (2.0, math.sqrt(2.0))
