@@ -751,7 +751,10 @@ def render_cross_task(ct: CrossTask) -> list[str]:
     lines = [
         "Time-to-target: the work (MACs, comparable across model families) at which a run "
         "first reaches the task's target (below); per baseline the median over its seeds, "
-        "a failed, diverged or never-reaching seed counting as infinite. "
+        "a failed, diverged or never-reaching seed counting as infinite. A training-loss "
+        "target is checked after every optimizer step; an evaluation target only where the "
+        "run was evaluated (each level end, every `eval_every` steps, the end), so a "
+        "single-level run without `eval_every` is resolved only at its end. "
         "Targets: "
         + "; ".join(
             f"`{t}` {ct.specs[t].label} <= {fmt_sci(ct.specs[t].target)}"
