@@ -147,7 +147,9 @@ def run_one(
     from bench_mlkan.tasks import TASKS
 
     started = now()
-    meta = dict(task=spec.task, baseline=spec.baseline, seed=spec.seed, profile=profile)
+    meta: dict[str, Any] = dict(
+        task=spec.task, baseline=spec.baseline, seed=spec.seed, profile=profile
+    )
     logger = None
     try:
         config = RunConfig.from_dict(spec.config)

@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return 0
     single = train(config.replace(devices=1, strategy="auto", accelerator="cpu"))
+    assert result.model is not None and single.model is not None
     ddp_params = torch.cat([p.detach().cpu().reshape(-1) for p in result.model.parameters()])
     one_params = torch.cat([p.detach().cpu().reshape(-1) for p in single.model.parameters()])
     max_diff = float((ddp_params - one_params).abs().max())

@@ -11,6 +11,7 @@ rank losses are scaled by ``world_size`` before DDP averages the gradients.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -18,10 +19,11 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from .config import ConfigError, RunConfig
@@ -30,6 +32,11 @@ from .multilevel import MultilevelStrategy
 from .optim import lr_factor, make_optimizer
 from .task import Task
 from .work import COST_MODELS
+
+
+def total(terms: dict[str, Tensor]) -> Tensor:
+    """The loss: the sum of the task's terms (left to right, as ``sum`` would)."""
+    return functools.reduce(torch.add, terms.values())
 
 
 # ----------------------------------------------------------------------------- module
@@ -94,7 +101,7 @@ class TaskModule(L.LightningModule):
     def current_loss(self) -> float:
         """The full loss (summed over ranks) at the current parameters, no state update."""
         with torch.enable_grad():
-            loss = sum(self.loss_terms().values()).detach()  # type: ignore[union-attr]
+            loss = total(self.loss_terms()).detach()
         return float(self._all_reduce_sum(loss))
 
     def _all_reduce_sum(self, value: Tensor) -> Tensor:
@@ -104,7 +111,7 @@ class TaskModule(L.LightningModule):
         return value
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        opt = self.optimizers()
+        opt = cast(LightningOptimizer, self.optimizers())
         world = self.trainer.world_size
         evaluations = 0
         first: list[Any] = []
@@ -114,7 +121,7 @@ class TaskModule(L.LightningModule):
             evaluations += 1
             opt.zero_grad(set_to_none=True)
             terms = self.loss_terms(update_state=evaluations == 1)
-            loss = sum(terms.values())
+            loss = total(terms)
             if not first:
                 first.append((loss.detach(), {k: v.detach() for k, v in terms.items()}))
             if torch.isfinite(loss):
@@ -132,16 +139,10 @@ class TaskModule(L.LightningModule):
             self.trainer.should_stop = True
             return
         self.lr_schedulers().step()  # type: ignore[union-attr]
-        cost = dict(
-            model=self.model,
-            points=self.num_points,
-            derivative_order=self.task.derivative_order,
-            input_dim=self.task.input_dim,
-            evaluations=evaluations,
-            base_grid_size=self.base_grid_size,
-        )
-        self.work += COST_MODELS[self.config.cost_model].step_cost(**cost)
-        self.work_macs += COST_MODELS["macs"].step_cost(**cost)
+        args = (self.model, self.num_points, self.task.derivative_order, self.task.input_dim,
+                evaluations, self.base_grid_size)  # fmt: skip
+        self.work += COST_MODELS[self.config.cost_model].step_cost(*args)
+        self.work_macs += COST_MODELS["macs"].step_cost(*args)
         self.last = {
             "step": step,
             "level": level,
@@ -234,7 +235,7 @@ class TaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint["bench_mlkan"]
         while self.level < saved["level"]:  # rebuild the saved level before its weights load
-            self.model = self.model.refined()
+            self.model = cast(SplineNetwork, self.model).refined()
             self.level += 1
         for key in (
             "work",

@@ -50,6 +50,8 @@ class RelativeL2(Metric):
     higher_is_better = False
     is_differentiable = True
     full_state_update = False
+    err_sq: Tensor
+    ref_sq: Tensor
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

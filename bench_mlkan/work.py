@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .models import MLP, SplineNetwork
+from .models import MLP, SplineLayer, SplineNetwork
 from .registry import Registry
 
 
@@ -43,6 +43,7 @@ def forward_macs_per_point(model: nn.Module) -> int:
         if model.linear is not None:
             total += model.linear.in_features * model.linear.out_features
         for layer in model.layers:
+            assert isinstance(layer, SplineLayer)
             total += layer.in_features * layer.out_features * layer.grid.num_basis
     elif isinstance(model, MLP):
         for m in model.modules():
