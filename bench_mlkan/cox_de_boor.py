@@ -22,6 +22,8 @@ left limit). The project's kernels use the left limit; compare them on interior 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -82,7 +84,8 @@ class CoxDeBoorLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return cox_de_boor_layer_forward(x, self.coef, self.grid, self.knots)
+        knots: Tensor = self.knots  # type: ignore[assignment]
+        return cox_de_boor_layer_forward(x, self.coef, self.grid, knots)
 
 
 class CoxDeBoorKAN(nn.Module):
@@ -110,8 +113,8 @@ class CoxDeBoorKAN(nn.Module):
         return x
 
     @torch.no_grad()
-    def load_from(self, kan: nn.Module) -> CoxDeBoorKAN:
+    def load_from(self, kan: Any) -> CoxDeBoorKAN:
         """Copy the B-spline coefficients of a ``models.KAN`` with the same widths."""
-        for dst, src in zip(self.layers, kan.layers):  # type: ignore[attr-defined]
-            dst.coef.copy_(src.spline_coefficients())
+        for dst, src in zip(self.layers, kan.layers):
+            dst.coef.copy_(src.spline_coefficients())  # type: ignore[operator]
         return self

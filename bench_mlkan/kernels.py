@@ -274,7 +274,8 @@ class AutogradKernel:
 
 #: kernel name -> kernel (a plain dict; add one by inserting an object with the 3 maps)
 KERNELS: dict[str, Kernel] = {
-    k.name: k for k in (CKernel(), GatherKernel(), DenseKernel(), AutogradKernel())
+    k.name: k  # type: ignore[misc]
+    for k in (CKernel(), GatherKernel(), DenseKernel(), AutogradKernel())
 }
 _DEFAULT = os.environ.get("BENCH_MLKAN_KERNEL", "auto")
 

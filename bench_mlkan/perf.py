@@ -169,8 +169,18 @@ def same_param_hidden(P: int, Q: int, nb: int) -> int:
     return max(1, round(P * Q * nb / (P + Q + 1)))
 
 
+def _bind_kernel(coef: Tensor, grid: Grid, name: str) -> Callable[[Tensor], Tensor]:
+    return lambda z: spline_layer_forward(z, coef, grid, kernel=name)
+
+
 def layer_cases(
-    P: int, Q: int, grid: Grid, batch: int, dtype: torch.dtype, device: torch.device
+    P: int,
+    Q: int,
+    grid: Grid,
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    kernels: list[str] | None = None,
 ) -> tuple[dict[str, Callable[[], Any]], dict[str, Any]]:
     gen = torch.Generator().manual_seed(0)
     a, b = grid.grid_range
@@ -186,16 +196,18 @@ def layer_cases(
     mlp = nn.Sequential(nn.Linear(P, H), nn.Tanh(), nn.Linear(H, Q)).to(dtype=dtype, device=device)
     mlp_params = list(mlp.parameters())
 
-    def step(f: Callable[[Tensor], Tensor], params: list[Tensor]) -> Callable[[], Any]:
+    def step(f: Callable[[Tensor], Tensor], params: list[Any]) -> Callable[[], Any]:
         return lambda: torch.autograd.grad(f(x), [x, *params], gy)
 
+    auto = K.resolve_kernel("auto", grid, device, dtype)
+    names = K.available_kernels(device, dtype) if kernels is None else kernels
     cases: dict[str, Callable[[], Any]] = {}
-    for name in K.available_kernels(device, dtype):
-        cases[name] = step(lambda z, n=name: spline_layer_forward(z, coef, grid, kernel=n), [coef])
+    for name in dict.fromkeys([auto, *names]):
+        cases[name] = step(_bind_kernel(coef, grid, name), [coef])
     cases[BASELINE] = step(lambda z: cox_de_boor_layer_forward(z, coef, grid, knots), [coef])
     cases["mlp"] = step(mlp, mlp_params)
     meta = {
-        "auto": K.resolve_kernel("auto", grid, device, dtype),
+        "auto": auto,
         "mlp_hidden": H,
         "params": coef.numel(),
         "mlp_params": sum(p.numel() for p in mlp_params),
@@ -219,7 +231,7 @@ def run_layer_sweep(args, device: torch.device, log) -> list[dict]:
     for dt, k, n, (P, Q), B in configs:
         grid = Grid(n, k)
         dtype = getattr(torch, dt)
-        cases, meta = layer_cases(P, Q, grid, B, dtype, device)
+        cases, meta = layer_cases(P, Q, grid, B, dtype, device, args.sweep_kernels)
         timing = time_cases(cases, device, **args.timing)
         ratios = {c: timing.ratio(c) for c in cases}
         ratios["auto"] = ratios[meta["auto"]]
@@ -236,7 +248,8 @@ def run_layer_sweep(args, device: torch.device, log) -> list[dict]:
         )
         rows.append(row)
         log(
-            f"layer {dt:7s} k={k} n={n:2d} {P:2d}->{Q:2d} B={B:4d}  cdb={timing.median(BASELINE) * 1e3:8.2f} ms  "
+            f"layer {dt:7s} k={k} n={n:2d} {P:2d}->{Q:2d} B={B:4d}  "
+            f"cdb={timing.median(BASELINE) * 1e3:8.2f} ms  "
             + "  ".join(f"{c}={ratios[c]:.3f}" for c in [*cases, "auto"] if c != BASELINE)
             + f"  (auto={meta['auto']})"
         )
@@ -276,13 +289,19 @@ def summarize_layers(rows: list[dict]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- section 2
+def _laplacian(g: Tensor, X: Tensor) -> Tensor:
+    """u_xx + u_yy from g = grad u (create_graph, so the result is differentiable)."""
+    d2 = [torch.autograd.grad(g[:, i].sum(), X, create_graph=True)[0][:, i] for i in (0, 1)]
+    return d2[0] + d2[1]
+
+
 def _pinn_step(model: nn.Module, X: Tensor, f: Tensor) -> Callable[[], Any]:
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step():
         u = model(X)  # (batch, 1)
         (g,) = torch.autograd.grad(u.sum(), X, create_graph=True)  # (batch, 2)
-        lap = sum(torch.autograd.grad(g[:, i].sum(), X, create_graph=True)[0][:, i] for i in (0, 1))
+        lap = _laplacian(g, X)
         loss = ((lap - f) ** 2).mean() + (u.squeeze(-1) ** 2).mean()
         return torch.autograd.grad(loss, params)
 
@@ -293,7 +312,7 @@ def _pinn_tape(model: nn.Module, X: Tensor) -> int:
     with saved_tensor_bytes() as saved:
         u = model(X)
         (g,) = torch.autograd.grad(u.sum(), X, create_graph=True)
-        lap = sum(torch.autograd.grad(g[:, i].sum(), X, create_graph=True)[0][:, i] for i in (0, 1))
+        lap = _laplacian(g, X)
         loss = (lap**2).mean() + (u**2).mean()
     del loss
     return saved["bytes"]
@@ -368,7 +387,8 @@ def run_pinn(args, device: torch.device, log) -> dict:
     )
     for c in cases:
         log(
-            f"pinn  {c:12s} {timing.median(c) * 1e3:9.2f} ms  vs ref {res['time_ratio_vs_reference'][c]:6.3f}"
+            f"pinn  {c:12s} {timing.median(c) * 1e3:9.2f} ms  "
+            f"vs ref {res['time_ratio_vs_reference'][c]:6.3f}"
             f"  vs mlp {res['time_ratio_vs_mlp'][c]:6.2f}  peak {peak[c] / 2**20:8.2f} MiB"
             f" ({res['peak_ratio_vs_mlp'][c]:5.2f}x mlp)  tape {tape[c] / 2**20:8.2f} MiB"
         )
@@ -410,7 +430,7 @@ def run_fig3(args, device: torch.device, log) -> list[dict]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # float32 power-ReLU accuracy warning: timing only
                 timing = time_cases(cases, device, **args.timing)
-            row = dict(
+            row: dict[str, Any] = dict(
                 degree=k,
                 grid_size=n,
                 batch=batch,
@@ -518,8 +538,10 @@ def render_markdown(result: dict) -> str:
         lines.append("|---|---|---|---|---|---|---|" + "---|" * len(kern))
         for r in result["layer"]:
             lines.append(
-                f"| {r['dtype']} | {r['degree']} | {r['grid_size']} | {r['widths'][0]}->{r['widths'][1]} "
-                f"| {r['batch']} | {r['median_s'][BASELINE] * 1e3:.2f} | {_fmt(r['ratio']['auto'])} ({r['auto']}) | "
+                f"| {r['dtype']} | {r['degree']} | {r['grid_size']} "
+                f"| {r['widths'][0]}->{r['widths'][1]} | {r['batch']} "
+                f"| {r['median_s'][BASELINE] * 1e3:.2f} "
+                f"| {_fmt(r['ratio']['auto'])} ({r['auto']}) | "
                 + " | ".join(_fmt(r["ratio"].get(c, float("nan"))) for c in kern)
                 + " |"
             )
@@ -527,7 +549,8 @@ def render_markdown(result: dict) -> str:
     if "pinn" in result:
         p = result["pinn"]
         lines.append(
-            f"## PINN step: [2, 32, 32, 1] cubic KAN, grid {p['grid_size']}, {p['batch']} points, {p['dtype']}\n"
+            f"## PINN step: [2, 32, 32, 1] cubic KAN, grid {p['grid_size']}, "
+            f"{p['batch']} points, {p['dtype']}\n"
         )
         lines.append(
             "u, grad u and u_xx + u_yy by autograd (create_graph), squared residual, gradient "
@@ -536,13 +559,15 @@ def render_markdown(result: dict) -> str:
             f"Our KAN and the reference agree to {p['max_rel_diff_vs_reference']:.1e} (relative).\n"
         )
         lines.append(
-            "| path | ms | time / reference | time / tanh MLP | peak MiB | peak / MLP | tape MiB | tape / MLP |"
+            "| path | ms | time / reference | time / tanh MLP | peak MiB | peak / MLP "
+            "| tape MiB | tape / MLP |"
         )
         lines.append("|---|---|---|---|---|---|---|---|")
         for c in p["median_s"]:
             name = f"auto ({p['auto']})" if c == "auto" else c
             lines.append(
-                f"| {name} | {p['median_s'][c] * 1e3:.2f} | {_fmt(p['time_ratio_vs_reference'][c])} "
+                f"| {name} | {p['median_s'][c] * 1e3:.2f} "
+                f"| {_fmt(p['time_ratio_vs_reference'][c])} "
                 f"| {_fmt(p['time_ratio_vs_mlp'][c])} | {p['peak_bytes'][c] / 2**20:.2f} "
                 f"| {_fmt(p['peak_ratio_vs_mlp'][c])} | {p['tape_bytes'][c] / 2**20:.2f} "
                 f"| {_fmt(p['tape_ratio_vs_mlp'][c])} |"
@@ -560,7 +585,8 @@ def render_markdown(result: dict) -> str:
         lines.append("|---|---|---|---|" + "---|" * len(cases))
         for r in rows:
             lines.append(
-                f"| {r['degree']} | {r['grid_size']} | {r['batch']} | {r['median_s'][BASELINE] * 1e3:.2f} | "
+                f"| {r['degree']} | {r['grid_size']} | {r['batch']} "
+                f"| {r['median_s'][BASELINE] * 1e3:.2f} | "
                 + " | ".join(_fmt(r["ratio"][c]) for c in cases)
                 + " |"
             )
@@ -613,7 +639,8 @@ def plot(result: dict, path: Path) -> None:
             rows = result["layer"]
             cases = [c for c in rows[0]["ratio"] if c not in (BASELINE, "auto")]
             labels = [
-                f"{r['dtype'][5:]} k{r['degree']} n{r['grid_size']} {r['widths'][0]}x{r['widths'][1]} b{r['batch']}"
+                f"{r['dtype'][5:]} k{r['degree']} n{r['grid_size']} "
+                f"{r['widths'][0]}x{r['widths'][1]} b{r['batch']}"
                 for r in rows
             ]
             for c in cases:
@@ -660,7 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda: skipped if unavailable)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     p.add_argument("--repeats", type=int, default=11, help="max interleaved rounds per config")
-    p.add_argument("--min-repeats", type=int, default=3)
+    p.add_argument("--min-repeats", type=int, default=5)
+    p.add_argument(
+        "--kernels",
+        default="default",
+        help="kernels in the layer sweep: 'default' (auto's kernel + autograd), 'all', or names",
+    )
     p.add_argument("--budget", type=float, default=2.0, help="seconds of rounds per config")
     p.add_argument("--sections", default="layer,pinn,fig3")
     p.add_argument("--dtypes", default="float32,float64")
@@ -673,6 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
 def perf_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if args.kernels == "all":
+        args.sweep_kernels = None
+    elif args.kernels == "default":
+        args.sweep_kernels = ["autograd"]
+    else:
+        args.sweep_kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if args.quick:
         args.repeats, args.min_repeats, args.budget = (
@@ -702,18 +740,23 @@ def perf_main(argv: list[str] | None = None) -> int:
         f"{env['torch']}, malloc {env['allocator']['malloc']} {env['allocator']['env']}, "
         f"C kernel {'built' if env['c_kernel'] else 'unavailable'}"
     )
+
+    def write() -> None:  # after every section, so an interrupted run leaves its results
+        result["targets"] = targets(result)
+        result["wall_s"] = time.perf_counter() - t0
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
+        (out / f"{stem}.md").write_text(render_markdown(result))
+
     if "layer" in sections:
         result["layer"] = run_layer_sweep(args, device, log)
         result["layer_summary"] = summarize_layers(result["layer"])
+        write()
     if "pinn" in sections:
         result["pinn"] = run_pinn(args, device, log)
+        write()
     if "fig3" in sections:
         result["fig3"] = run_fig3(args, device, log)
-    result["targets"] = targets(result)
-    result["wall_s"] = time.perf_counter() - t0
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
-    md = render_markdown(result)
-    (out / f"{stem}.md").write_text(md)
+    write()
     plot(result, out / f"{stem}.png")
     log("")
     for dt, summ in result.get("layer_summary", {}).items():
@@ -724,7 +767,8 @@ def perf_main(argv: list[str] | None = None) -> int:
             )
     for t in result["targets"]:
         log(
-            f"target: {t['target']}: measured {t['measured']:.3f} -> {'met' if t['met'] else 'NOT met'}"
+            f"target: {t['target']}: measured {t['measured']:.3f} -> "
+            + ("met" if t["met"] else "NOT met")
         )
     log(f"wrote {out / stem}.json/.md/.png in {result['wall_s']:.0f} s")
     return 0
