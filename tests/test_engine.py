@@ -216,6 +216,19 @@ def test_carrying_adam_moments_keeps_exactness_and_shapes():
 
 
 def test_macs_forward_count_matches_flop_counter():
+    """The analytic count is the dense-equivalent contraction: on the dense-basis kernel
+    (one matmul per layer) FlopCounterMode must count exactly 2 * MACs."""
+    from bench_mlkan import kernels
+
+    previous = kernels.get_default_kernel()
+    kernels.set_default_kernel("autograd")
+    try:
+        _check_macs()
+    finally:
+        kernels.set_default_kernel(previous)
+
+
+def _check_macs():
     torch.manual_seed(0)
     x = torch.rand(37, 2, dtype=torch.float64)
     for model in (
