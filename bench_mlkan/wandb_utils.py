@@ -39,7 +39,7 @@ def make_logger(
         tags=tags,
         save_dir=save_dir,
         mode=wandb_mode(),
-        reinit=True,
+        reinit="finish_previous",
         settings=_settings(),
     )
 
