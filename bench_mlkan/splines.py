@@ -193,7 +193,7 @@ def power_relu_basis(x: Tensor, grid: Grid, scaled: bool = True) -> Tensor:
     if scaled:
         z = z / grid.h
     if k == 0:
-        return (z >= 0).to(x.dtype)
+        return (z >= 0).to(x.dtype) + 0 * z  # Heaviside: derivative 0, but kept in the graph
     return torch.relu(z) ** k
 
 
