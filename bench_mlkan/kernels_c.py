@@ -39,153 +39,151 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-C_SOURCE = r"""
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-
-/* Shared per-(b, p) setup: cell, the K1 weights c * d^d/du^d B_{cell+r}(u) and the row. */
-#define LOCAL_WEIGHTS(T)                                                                    \
-  T uu = u[b * P + p];                                                                      \
-  int64_t cell = (int64_t)floor(uu);                                                        \
-  if (cell < 0) cell = 0;                                                                   \
-  if (cell > n - 1) cell = n - 1;                                                           \
-  const T s = uu - (T)cell;                                                                 \
-  const T cw = c ? c[b * P + p] : (T)1;                                                     \
-  T w[8];                                                                                   \
-  for (int64_t r = 0; r < K1; ++r) {                                                        \
-    const T z = shift[r] + sign[r] * s;                                                     \
-    T acc = poly[(K1 - 1) * K1 + r];                                                        \
-    for (int64_t m = K1 - 2; m >= 0; --m) acc = acc * z + poly[m * K1 + r];                 \
-    w[r] = cw * acc;                                                                        \
-  }                                                                                         \
-  const int64_t row0 = p * nb + cell;
-
-#define QB 32 /* output columns kept in registers per pass */
-
-/* Per batch row b: the weights of every input p first (independent Horner chains the CPU
-   overlaps), then the row sweeps with the output accumulator kept in registers. */
-#define ROW_WEIGHTS(T)                                                                      \
-  for (int64_t p = 0; p < P; ++p) {                                                         \
-    LOCAL_WEIGHTS(T)                                                                        \
-    for (int64_t r = 0; r < K1; ++r) wall[p * K1 + r] = w[r];                               \
-    rows[p] = tab + row0 * Q;                                                               \
+_C_TEMPLATE = r"""
+/* ---- scalar_t = @T@ ---- */
+static inline void local_row_@SUF@(const @T@* c, const @T@* u, int64_t b, int64_t P, int64_t n,
+                                   int64_t K1, int64_t Q, const @T@* tab, const @T@* poly,
+                                   const @T@* sign, const @T@* shift, @T@* wall,
+                                   const @T@** rows) {
+  /* weights of every input p of batch row b first: independent Horner chains */
+  const int64_t nb = n + K1 - 1;
+  for (int64_t p = 0; p < P; ++p) {
+    const @T@ uu = u[b * P + p];
+    int64_t cell = (int64_t)floor(uu);
+    if (cell < 0) cell = 0;
+    if (cell > n - 1) cell = n - 1;
+    const @T@ s = uu - (@T@)cell;
+    const @T@ cw = c ? c[b * P + p] : (@T@)1;
+    for (int64_t r = 0; r < K1; ++r) {
+      const @T@ z = shift[r] + sign[r] * s;
+      @T@ acc = poly[(K1 - 1) * K1 + r];
+      for (int64_t m = K1 - 2; m >= 0; --m) acc = acc * z + poly[m * K1 + r];
+      wall[p * K1 + r] = cw * acc;
+    }
+    rows[p] = tab + (p * nb + cell) * Q;
   }
-
-#define DEFINE_KERNELS(T, SUF)                                                              \
-void mlkan_contract_##SUF(const T* c, const T* u, const T* tab, T* out, int64_t B,          \
-                          int64_t P, int64_t n, int64_t K1, int64_t Q, const T* poly,       \
-                          const T* sign, const T* shift, int nthreads) {                    \
-  const int64_t nb = n + K1 - 1;                                                            \
-  _Pragma("omp parallel num_threads(nthreads)")                                             \
-  {                                                                                         \
-    T* wall = (T*)malloc(sizeof(T) * P * K1);                                               \
-    const T** rows = (const T**)malloc(sizeof(T*) * P);                                     \
-    _Pragma("omp for schedule(static)")                                                     \
-    for (int64_t b = 0; b < B; ++b) {                                                       \
-      T* o = out + b * Q;                                                                   \
-      ROW_WEIGHTS(T)                                                                        \
-      int64_t q0 = 0;                                                                       \
-      for (; q0 + QB <= Q; q0 += QB) {                                                      \
-        T acc[QB];                                                                          \
-        for (int j = 0; j < QB; ++j) acc[j] = 0;                                            \
-        for (int64_t p = 0; p < P; ++p) {                                                   \
-          const T* wp = wall + p * K1;                                                      \
-          const T* row = rows[p] + q0;                                                      \
-          for (int64_t r = 0; r < K1; ++r) {                                                \
-            const T wr = wp[r];                                                             \
-            const T* rr = row + r * Q;                                                      \
-            _Pragma("omp simd")                                                             \
-            for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];                              \
-          }                                                                                 \
-        }                                                                                   \
-        for (int j = 0; j < QB; ++j) o[q0 + j] = acc[j];                                    \
-      }                                                                                     \
-      for (int64_t q = q0; q < Q; ++q) {                                                    \
-        T acc = 0;                                                                          \
-        for (int64_t p = 0; p < P; ++p)                                                     \
-          for (int64_t r = 0; r < K1; ++r) acc += wall[p * K1 + r] * rows[p][r * Q + q];    \
-        o[q] = acc;                                                                         \
-      }                                                                                     \
-    }                                                                                       \
-    free(wall);                                                                             \
-    free((void*)rows);                                                                      \
-  }                                                                                         \
-}                                                                                           \
-                                                                                            \
-void mlkan_sample_##SUF(const T* g, const T* u, const T* tab, T* out, int64_t B,            \
-                        int64_t P, int64_t n, int64_t K1, int64_t Q, const T* poly,         \
-                        const T* sign, const T* shift, int nthreads) {                      \
-  const int64_t nb = n + K1 - 1;                                                            \
-  const T* c = 0;                                                                           \
-  _Pragma("omp parallel num_threads(nthreads)")                                             \
-  {                                                                                         \
-    T* wall = (T*)malloc(sizeof(T) * P * K1);                                               \
-    const T** rows = (const T**)malloc(sizeof(T*) * P);                                     \
-    _Pragma("omp for schedule(static)")                                                     \
-    for (int64_t b = 0; b < B; ++b) {                                                       \
-      const T* gb = g + b * Q;                                                              \
-      ROW_WEIGHTS(T)                                                                        \
-      for (int64_t p = 0; p < P; ++p) {                                                     \
-        const T* wp = wall + p * K1;                                                        \
-        const T* row = rows[p];                                                             \
-        T tot[QB];                                                                          \
-        for (int j = 0; j < QB; ++j) tot[j] = 0;                                            \
-        int64_t q0 = 0;                                                                     \
-        for (; q0 + QB <= Q; q0 += QB) {                                                    \
-          T acc[QB];                                                                        \
-          for (int j = 0; j < QB; ++j) acc[j] = 0;                                          \
-          for (int64_t r = 0; r < K1; ++r) {                                                \
-            const T wr = wp[r];                                                             \
-            const T* rr = row + r * Q + q0;                                                 \
-            _Pragma("omp simd")                                                             \
-            for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];                              \
-          }                                                                                 \
-          _Pragma("omp simd")                                                               \
-          for (int j = 0; j < QB; ++j) tot[j] += gb[q0 + j] * acc[j];                       \
-        }                                                                                   \
-        T total = 0;                                                                        \
-        _Pragma("omp simd reduction(+ : total)")                                            \
-        for (int j = 0; j < QB; ++j) total += tot[j];                                       \
-        for (int64_t r = 0; r < K1; ++r) {                                                  \
-          T acc = 0;                                                                        \
-          for (int64_t q = q0; q < Q; ++q) acc += gb[q] * row[r * Q + q];                   \
-          total += wp[r] * acc;                                                             \
-        }                                                                                   \
-        out[b * P + p] = total;                                                             \
-      }                                                                                     \
-    }                                                                                       \
-    free(wall);                                                                             \
-    free((void*)rows);                                                                      \
-  }                                                                                         \
-}                                                                                           \
-                                                                                            \
-/* out (P nb, Q) must be zeroed by the caller; rows of different p never overlap. */        \
-void mlkan_scatter_##SUF(const T* c, const T* u, const T* g, T* out, int64_t B,             \
-                         int64_t P, int64_t n, int64_t K1, int64_t Q, const T* poly,        \
-                         const T* sign, const T* shift, int nthreads) {                     \
-  const int64_t nb = n + K1 - 1;                                                            \
-  _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                        \
-  for (int64_t p = 0; p < P; ++p) {                                                         \
-    for (int64_t b = 0; b < B; ++b) {                                                       \
-      LOCAL_WEIGHTS(T)                                                                      \
-      T* row = out + row0 * Q;                                                              \
-      const T* gb = g + b * Q;                                                              \
-      for (int64_t r = 0; r < K1; ++r) {                                                    \
-        const T wr = w[r];                                                                  \
-        T* rr = row + r * Q;                                                                \
-        _Pragma("omp simd")                                                                 \
-        for (int64_t q = 0; q < Q; ++q) rr[q] += wr * gb[q];                                \
-      }                                                                                     \
-    }                                                                                       \
-  }                                                                                         \
 }
 
-DEFINE_KERNELS(float, f32)
-DEFINE_KERNELS(double, f64)
+void mlkan_contract_@SUF@(const @T@* c, const @T@* u, const @T@* tab, @T@* out, int64_t B,
+                          int64_t P, int64_t n, int64_t K1, int64_t Q, const @T@* poly,
+                          const @T@* sign, const @T@* shift, int nthreads) {
+#pragma omp parallel num_threads(nthreads)
+  {
+    @T@* wall = (@T@*)malloc(sizeof(@T@) * P * K1);
+    const @T@** rows = (const @T@**)malloc(sizeof(@T@*) * P);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      @T@* o = out + b * Q;
+      local_row_@SUF@(c, u, b, P, n, K1, Q, tab, poly, sign, shift, wall, rows);
+      int64_t q0 = 0;
+      for (; q0 + QB <= Q; q0 += QB) { /* QB outputs in registers across all p, r */
+        @T@ acc[QB];
+        for (int j = 0; j < QB; ++j) acc[j] = 0;
+        for (int64_t p = 0; p < P; ++p) {
+          const @T@* wp = wall + p * K1;
+          const @T@* row = rows[p] + q0;
+          for (int64_t r = 0; r < K1; ++r) {
+            const @T@ wr = wp[r];
+            const @T@* rr = row + r * Q;
+#pragma omp simd
+            for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];
+          }
+        }
+        for (int j = 0; j < QB; ++j) o[q0 + j] = acc[j];
+      }
+      for (int64_t q = q0; q < Q; ++q) {
+        @T@ acc = 0;
+        for (int64_t p = 0; p < P; ++p)
+          for (int64_t r = 0; r < K1; ++r) acc += wall[p * K1 + r] * rows[p][r * Q + q];
+        o[q] = acc;
+      }
+    }
+    free(wall);
+    free((void*)rows);
+  }
+}
 
-int mlkan_version(void) { return 5; }
+void mlkan_sample_@SUF@(const @T@* g, const @T@* u, const @T@* tab, @T@* out, int64_t B,
+                        int64_t P, int64_t n, int64_t K1, int64_t Q, const @T@* poly,
+                        const @T@* sign, const @T@* shift, int nthreads) {
+#pragma omp parallel num_threads(nthreads)
+  {
+    @T@* wall = (@T@*)malloc(sizeof(@T@) * P * K1);
+    const @T@** rows = (const @T@**)malloc(sizeof(@T@*) * P);
+    @T@* comb = (@T@*)malloc(sizeof(@T@) * Q);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      const @T@* gb = g + b * Q;
+      local_row_@SUF@(0, u, b, P, n, K1, Q, tab, poly, sign, shift, wall, rows);
+      for (int64_t p = 0; p < P; ++p) {
+        out[b * P + p] = sample_dot_@SUF@(gb, wall + p * K1, rows[p], comb, K1, Q);
+      }
+    }
+    free(comb);
+    free(wall);
+    free((void*)rows);
+  }
+}
+
+/* out (P nb, Q) must be zeroed by the caller; rows of different p never overlap. */
+void mlkan_scatter_@SUF@(const @T@* c, const @T@* u, const @T@* g, @T@* out, int64_t B,
+                         int64_t P, int64_t n, int64_t K1, int64_t Q, const @T@* poly,
+                         const @T@* sign, const @T@* shift, int nthreads) {
+  const int64_t nb = n + K1 - 1;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t b = 0; b < B; ++b) {
+      const @T@ uu = u[b * P + p];
+      int64_t cell = (int64_t)floor(uu);
+      if (cell < 0) cell = 0;
+      if (cell > n - 1) cell = n - 1;
+      const @T@ s = uu - (@T@)cell;
+      const @T@ cw = c ? c[b * P + p] : (@T@)1;
+      @T@* row = out + (p * nb + cell) * Q;
+      const @T@* gb = g + b * Q;
+      for (int64_t r = 0; r < K1; ++r) {
+        const @T@ z = shift[r] + sign[r] * s;
+        @T@ w = poly[(K1 - 1) * K1 + r];
+        for (int64_t m = K1 - 2; m >= 0; --m) w = w * z + poly[m * K1 + r];
+        const @T@ wr = cw * w;
+        @T@* rr = row + r * Q;
+#pragma omp simd
+        for (int64_t q = 0; q < Q; ++q) rr[q] += wr * gb[q];
+      }
+    }
+  }
+}
 """
+
+_C_DOT = r"""
+/* g . sum_r w_r T[row + r]: rows combined into comb (Q, in L1), then one dot product */
+static inline @T@ sample_dot_@SUF@(const @T@* restrict gb, const @T@* restrict wp,
+                                  const @T@* restrict row, @T@* restrict comb, int64_t K1,
+                                  int64_t Q) {
+  const @T@ w0 = wp[0];
+#pragma omp simd
+  for (int64_t q = 0; q < Q; ++q) comb[q] = w0 * row[q];
+  for (int64_t r = 1; r < K1; ++r) {
+    const @T@ wr = wp[r];
+    const @T@* restrict rr = row + r * Q;
+#pragma omp simd
+    for (int64_t q = 0; q < Q; ++q) comb[q] += wr * rr[q];
+  }
+  @T@ total = 0;
+#pragma omp simd reduction(+ : total)
+  for (int64_t q = 0; q < Q; ++q) total += gb[q] * comb[q];
+  return total;
+}
+"""
+
+C_SOURCE = (
+    "#include <math.h>\n#include <stdint.h>\n#include <stdlib.h>\n#define QB 32\n"
+    + "".join(
+        (_C_DOT + _C_TEMPLATE).replace("@T@", t).replace("@SUF@", suf)
+        for t, suf in (("float", "f32"), ("double", "f64"))
+    )
+    + "int mlkan_version(void) { return 7; }\n"
+)
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 _ARGTYPES = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 3 + [ctypes.c_int]
@@ -297,7 +295,7 @@ def load(verbose: bool = False) -> CKernels | None:
         path = build(verbose)
         if path is not None:
             lib = ctypes.CDLL(str(path))
-            if lib.mlkan_version() == 5:
+            if lib.mlkan_version() == 7:
                 _LOADED = CKernels(lib, path)
     except (OSError, AttributeError, subprocess.SubprocessError) as err:  # pragma: no cover
         if verbose:
