@@ -104,6 +104,9 @@ class TaskModule(L.LightningModule):
             loss = total(self.loss_terms()).detach()
         return float(self._all_reduce_sum(loss))
 
+    def _finite_parameters(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
     def _all_reduce_sum(self, value: Tensor) -> Tensor:
         if self.trainer.world_size > 1:
             value = value.clone()
@@ -130,11 +133,17 @@ class TaskModule(L.LightningModule):
 
         step, level = self.trainer.global_step, self.level
         lr = opt.param_groups[0]["lr"]
-        opt.step(closure=closure)
+        try:
+            opt.step(closure=closure)
+        except RuntimeError:
+            # An inner evaluation (e.g. an L-BFGS line search) on non-finite parameters can
+            # fail inside a kernel (NaN cell indices): that is divergence, not a crash.
+            if self._finite_parameters():
+                raise
+            first[:] = [(torch.tensor(math.nan), {})]
         loss, terms = first[0]
         loss_total = float(self._all_reduce_sum(loss))
-        finite_params = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
-        if not (math.isfinite(loss_total) and finite_params):
+        if not (math.isfinite(loss_total) and self._finite_parameters()):
             self.diverged = {"step": step, "level": level, "loss": loss_total}
             self.trainer.should_stop = True
             return

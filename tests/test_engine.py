@@ -266,3 +266,43 @@ def test_ddp_two_processes_keep_ranks_identical(tmp_path):
     assert report["ranks_identical_every_step"] and report["levels"] == [0, 1, 2]
     assert report["max_abs_diff_vs_single_process"] < 1e-9
     assert proc.returncode == 0 and report["ok"], proc.stderr[-3000:]
+
+
+class PoisonTask(ExplodingTask):
+    """Parameters become NaN inside an L-BFGS line search: the kernel then fails on NaN
+    inputs, which must still be recorded as divergence."""
+
+    def loss_terms(self, model, batch, state, update_state=False):
+        if update_state:
+            self.calls += 1
+        if self.calls > self.explode_at:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("nan"))
+        return FunctionRegression.loss_terms(self, model, batch, state, update_state)
+
+
+@pytest.mark.parametrize("kernel", ["autograd", "auto"])
+def test_nan_parameters_inside_lbfgs_are_divergence_not_failure(kernel):
+    from bench_mlkan import kernels
+
+    previous = kernels.get_default_kernel()
+    kernels.set_default_kernel(kernel)
+    try:
+        _check_nan_divergence()
+    finally:
+        kernels.set_default_kernel(previous)
+
+
+def _check_nan_divergence():
+    cfg = small_config(
+        optimizer="lbfgs",
+        lr=1.0,
+        lr_start=None,
+        warmup_steps=0,
+        optimizer_options={"max_iter": 4},
+        schedule=[3, 3],
+    )
+    result = train(cfg, task=PoisonTask(explode_at=2))
+    assert result.status == "diverged", result.error
+    assert result.diverged["step"] == 2 and result.diverged["level"] == 0
