@@ -22,7 +22,7 @@ import copy
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -237,6 +237,9 @@ class InputMap(nn.Module):
         self.register_buffer("scale", scale.to(torch.float64))
         self.register_buffer("shift", shift.to(torch.float64))
 
+    scale: Tensor
+    shift: Tensor
+
     def forward(self, x: Tensor) -> Tensor:
         if self.domain is None:
             return x
@@ -301,8 +304,13 @@ class SplineNetwork(nn.Module):
         raise NotImplementedError
 
     @property
+    def spline_layers(self) -> list[SplineLayer]:
+        """The spline layers, typed (``self.layers`` holds only ``SplineLayer``s)."""
+        return [cast(SplineLayer, layer) for layer in self.layers]
+
+    @property
     def grid_size(self) -> int:
-        return self.layers[0].grid.grid_size
+        return self.spline_layers[0].grid.grid_size
 
     @property
     def degree(self) -> int:
@@ -321,7 +329,7 @@ class SplineNetwork(nn.Module):
     def refined(self) -> SplineNetwork:
         """The next level: every spline layer's grid_size doubled, the same function."""
         new = copy.deepcopy(self)
-        new.layers = nn.ModuleList(layer.refined() for layer in self.layers)
+        new.layers = nn.ModuleList(layer.refined() for layer in self.spline_layers)
         new.grid = self.grid.refined()
         new.config = {**self.config, "grid_size": new.grid.grid_size}
         return new
@@ -330,23 +338,23 @@ class SplineNetwork(nn.Module):
         """Map a tensor shaped like parameter ``name`` onto the refined model's parameter."""
         parts = name.split(".")
         if parts[0] == "layers" and len(parts) == 3:
-            return self.layers[int(parts[1])].prolong_tensor(t)
+            return self.spline_layers[int(parts[1])].prolong_tensor(t)
         return t.clone()
 
     def _convert(self, cls: type[SplineNetwork], **extra) -> SplineNetwork:
         """Build ``cls`` with the same architecture and the same function."""
-        ref = self.layers[0].spline_coefficients()
+        ref = self.spline_layers[0].spline_coefficients()
         new = cls(**{**self.config, **extra}).to(dtype=ref.dtype, device=ref.device)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("layers.")}
         new.load_state_dict(state, strict=False)
         with torch.no_grad():
-            for src, dst in zip(self.layers, new.layers):
+            for src, dst in zip(self.spline_layers, new.spline_layers):
                 coef = src.spline_coefficients().detach().double()
                 if isinstance(dst, PowerReLULayer):
                     A = change_of_basis(dst.grid, dst.scaled, torch.float64, coef.device)
                     dst.weight.copy_(coef @ A)
                 else:
-                    dst.coef.copy_(coef)
+                    cast(BSplineLayer, dst).coef.copy_(coef)
         return new
 
 
