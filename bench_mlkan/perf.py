@@ -656,17 +656,14 @@ def plot(result: dict, path: Path) -> None:
             ax.set_title("KAN layer")
         else:
             rows = result["fig3"]
-            for k in sorted({r["degree"] for r in rows}):
+            colors = {"kan": "C0", "power_relu": "C1", BASELINE: "C3", "mlp": "C2"}
+            styles = ["-", "--", ":", "-."]
+            for i, k in enumerate(sorted({r["degree"] for r in rows})):
                 sel = [r for r in rows if r["degree"] == k]
                 ns = [r["grid_size"] for r in sel]
-                for c, style in (
-                    ("kan", "-"),
-                    ("power_relu", "--"),
-                    (BASELINE, ":"),
-                    ("mlp", "-."),
-                ):
-                    ax.plot(ns, [r["median_s"][c] * 1e3 for r in sel], style, marker="o", ms=3,
-                            label=f"{c} k={k}")  # fmt: skip
+                for c, color in colors.items():
+                    ax.plot(ns, [r["median_s"][c] * 1e3 for r in sel], styles[i % 4], color=color,
+                            marker="o", ms=3, label=f"{c} k={k}")  # fmt: skip
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("grid size n")
