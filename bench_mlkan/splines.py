@@ -137,7 +137,8 @@ def local_bspline(x: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
     On cell c = floor((x - a) / h) (the last cell includes b) with s = (x - a)/h - c, the
     values are fixed polynomials of s (``_local_monomials``), evaluated by Horner's rule in s
     or 1 - s (``_local_horner``): k fused multiply-adds on (..., k+1) tensors, so autograd's
-    first and second input derivatives are a few cheap ops. Matches the Cox-de Boor recursion to round-off.
+    first and second input derivatives are a few cheap ops. Matches the Cox-de Boor
+    recursion to round-off.
 
     Args:
         x: (...,) inputs.
