@@ -128,19 +128,8 @@ def make_record(
     """The record of a finished ``RunResult``."""
     body = result.to_dict()
     body["history"] = thin_history(body["history"])
-    return {
-        "schema": RECORD_SCHEMA,
-        "task": task,
-        "baseline": baseline,
-        "seed": seed,
-        "profile": profile,
-        "config_hash": config_hash(body["config"]),
-        "task_description": task_description,
-        **body,
-        "git_commit": git_commit(),
-        "started": started,
-        "finished": now(),
-    }
+    head = _identity(task, baseline, seed, profile, body["config"])
+    return {**head, "task_description": task_description, **body, **_provenance(started)}
 
 
 def failed_record(
@@ -155,12 +144,7 @@ def failed_record(
 ) -> dict[str, Any]:
     """The record of a run that raised before producing a result."""
     return {
-        "schema": RECORD_SCHEMA,
-        "task": task,
-        "baseline": baseline,
-        "seed": seed,
-        "profile": profile,
-        "config_hash": config_hash(config),
+        **_identity(task, baseline, seed, profile, config),
         "config": config,
         "status": "failed",
         "error": error,
@@ -176,10 +160,19 @@ def failed_record(
         "work_unit": "",
         "work_macs": 0.0,
         "wall_clock": 0.0,
-        "git_commit": git_commit(),
-        "started": started,
-        "finished": now(),
+        **_provenance(started),
     }
+
+
+def _identity(
+    task: str, baseline: str, seed: int, profile: str | None, config: dict[str, Any]
+) -> dict:
+    return {"schema": RECORD_SCHEMA, "task": task, "baseline": baseline, "seed": seed,
+            "profile": profile, "config_hash": config_hash(config)}  # fmt: skip
+
+
+def _provenance(started: str) -> dict[str, Any]:
+    return {"git_commit": git_commit(), "started": started, "finished": now()}
 
 
 def now() -> str:

@@ -36,11 +36,11 @@ def test_profiles_expand_with_the_papers_relative_budgets():
         specs = bench.expand(profile)
         assert specs and len({(s.task, s.baseline, s.seed) for s in specs}) == len(specs)
     quick = {(s.task, s.baseline): s.config for s in bench.expand(bench.load_profile("quick"))}
-    # regression keeps the paper's budgets exactly; Burgers is scaled by 1/4 uniformly
+    # regression keeps the paper's budgets exactly; Burgers is scaled by 1/2 uniformly
     assert quick["regression_rotated", "kan_multilevel"]["schedule"] == [32, 16, 8, 4]
     assert quick["regression_rotated", "kan_fine"]["schedule"] == [0, 0, 0, 16]
-    assert quick["burgers_1d", "kan_multilevel"]["schedule"] == [200, 100, 50]
-    assert quick["burgers_1d", "kan_coarse"]["schedule"] == [800, 0, 0]
+    assert quick["burgers_1d", "kan_multilevel"]["schedule"] == [400, 200, 100]
+    assert quick["burgers_1d", "kan_coarse"]["schedule"] == [1600, 0, 0]
     paper = {
         (s.task, s.baseline, s.seed): s.config for s in bench.expand(bench.load_profile("paper"))
     }
