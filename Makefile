@@ -12,6 +12,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= quick
 WORKERS ?= 2
+# `make tune` without arguments: a small demonstration study (override TUNE_ARGS).
+TUNE_ARGS ?= --task regression_rotated --baseline kan_multilevel --trials 16 --budget 128 \
+	--workers 2 --set task_options.size=small
 STAMP := $(VENV)/.installed
 
 # Allocator settings that removed 4-5x page-fault slow-downs of large layers on
