@@ -40,7 +40,7 @@ test-all: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m bench_mlkan bench --profile $(PROFILE) --workers $(WORKERS)
+	$(PY) -m bench_mlkan bench --profile $(PROFILE) --workers $(WORKERS) $(BENCH_ARGS)
 
 leaderboard: $(STAMP)
 	$(PY) -m bench_mlkan leaderboard

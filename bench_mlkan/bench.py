@@ -310,12 +310,9 @@ def bench_main(argv: list[str]) -> int:
 
 
 def render(results: Path, out: Path) -> None:
-    """Render the leaderboards from the records (no-op until the leaderboard module exists)."""
-    try:
-        from . import leaderboard
-    except ImportError:
-        print("leaderboards: renderer not available yet")
-        return
+    """Render the leaderboards from the records."""
+    from . import leaderboard
+
     written = leaderboard.render(results, out)
     print(f"leaderboards: {len(written)} files under {out}")
 

@@ -34,6 +34,11 @@ from .task import Task
 from .work import COST_MODELS
 
 
+def count_points(batch: dict[str, Tensor]) -> int:
+    """Training points of a batch: rows of its floating-point tensors (indices excluded)."""
+    return sum(v.shape[0] for v in batch.values() if v.is_floating_point())
+
+
 def total(terms: dict[str, Tensor]) -> Tensor:
     """The loss: the sum of the task's terms (left to right, as ``sum`` would)."""
     return functools.reduce(torch.add, terms.values())
@@ -58,7 +63,7 @@ class TaskModule(L.LightningModule):
         batch = task.train_batch()
         self.data: dict[str, Tensor] = dict(batch)
         self.state: dict[str, Tensor] = task.make_state(batch)
-        self.num_points = sum(v.shape[0] for k, v in batch.items() if v.is_floating_point())
+        self.num_points = count_points(batch)
         self.work = 0.0
         self.work_macs = 0.0
         self.history: list[dict[str, Any]] = []
@@ -105,7 +110,8 @@ class TaskModule(L.LightningModule):
         return float(self._all_reduce_sum(loss))
 
     def _finite_parameters(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        """One check (one device sync) over all parameters."""
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
 
     def _all_reduce_sum(self, value: Tensor) -> Tensor:
         if self.trainer.world_size > 1:
@@ -140,9 +146,11 @@ class TaskModule(L.LightningModule):
             # fail inside a kernel (NaN cell indices): that is divergence, not a crash.
             if self._finite_parameters():
                 raise
-            first[:] = [(torch.tensor(math.nan), {})]
+            first[:] = [(torch.tensor(math.nan, device=self.device), {})]
         loss, terms = first[0]
-        loss_total = float(self._all_reduce_sum(loss))
+        # the loss and its terms summed over ranks in one reduction, read back once
+        values = self._all_reduce_sum(torch.stack([loss, *terms.values()]).detach()).tolist()
+        loss_total, term_totals = values[0], dict(zip(terms, values[1:]))
         if not (math.isfinite(loss_total) and self._finite_parameters()):
             self.diverged = {"step": step, "level": level, "loss": loss_total}
             self.trainer.should_stop = True
@@ -158,7 +166,7 @@ class TaskModule(L.LightningModule):
             "work": self.work,
             "loss": loss_total,
             "lr": lr,
-            **{f"loss/{k}": float(self._all_reduce_sum(v)) for k, v in terms.items()},
+            **{f"loss/{k}": v for k, v in term_totals.items()},
         }
         self.history.append({**self.last, "work_macs": self.work_macs, "evaluations": evaluations})
         budget = self.config.work_budget
@@ -263,10 +271,10 @@ class TaskModule(L.LightningModule):
 class ProgressBar(L.Callback):
     """tqdm bar over all steps with level, loss and work; off when not a terminal or in CI."""
 
-    def __init__(self, total: int, unit: str, enabled: bool | None = None):
+    def __init__(self, total: int, enabled: bool | None = None):
         if enabled is None:
             enabled = sys.stderr.isatty() and not os.environ.get("CI")
-        self.total, self.unit, self.enabled, self.bar = total, unit, enabled, None
+        self.total, self.enabled, self.bar = total, enabled, None
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.enabled and trainer.is_global_zero:
@@ -375,7 +383,7 @@ def plan_schedule(config: RunConfig, task: Task) -> tuple[int, list[int]]:
         model = build_model(config, task, level)
         per_step = cost.step_cost(
             model,
-            _points(task),
+            count_points(task.train_batch()),
             task.derivative_order,
             task.input_dim,
             1,
@@ -388,10 +396,6 @@ def plan_schedule(config: RunConfig, task: Task) -> tuple[int, list[int]]:
             f"{config.budget_fractions}"
         )
     return start, steps
-
-
-def _points(task: Task) -> int:
-    return sum(v.shape[0] for v in task.train_batch().values() if v.is_floating_point())
 
 
 class _OneBatch(torch.utils.data.Dataset):
@@ -450,7 +454,7 @@ def train(
     )
     cbs: list[L.Callback] = [
         strategy,
-        ProgressBar(strategy.total_steps, config.cost_model, config.progress),
+        ProgressBar(strategy.total_steps, config.progress),
     ]
     if config.checkpoint_dir:
         from lightning.pytorch.callbacks import ModelCheckpoint

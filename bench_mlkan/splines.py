@@ -227,10 +227,15 @@ def _change_of_basis_inverse_f64(grid_size: int, degree: int, h: float, scaled: 
     return torch.linalg.solve_triangular(A, eye, upper=True)
 
 
+@lru_cache(maxsize=256)
 def change_of_basis_inverse(
     grid: Grid, scaled: bool = True, dtype=torch.float64, device=None
 ) -> Tensor:
-    """A^-1 (float64 triangular solve, then cast): (n + k, n + k)."""
+    """A^-1 (float64 triangular solve, then cast): (n + k, n + k).
+
+    Cached per (grid, dtype, device): ``MultichannelMLP`` maps its weights through it on
+    every forward, which must not copy it to the device each time. Do not modify in place.
+    """
     Ainv = _change_of_basis_inverse_f64(grid.grid_size, grid.degree, grid.h, scaled)
     return Ainv.to(dtype=dtype, device=device)
 

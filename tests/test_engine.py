@@ -210,9 +210,16 @@ def test_optimizers_and_schedules_run():
 
 
 def test_carrying_adam_moments_keeps_exactness_and_shapes():
-    result = train(small_config(carry_optimizer_state=True), task=small_task())
+    task = small_task()
+    result = train(small_config(carry_optimizer_state=True), task=task)
     assert result.status == "ok" and len(result.refinements) == 2
     assert all(r["rel_change"] < 1e-12 for r in result.refinements)
+    # the carried moments change the steps after the first refinement, and only those
+    reset = train(small_config(), task=task)
+    losses = [h["loss"] for h in result.history]
+    reset_losses = [h["loss"] for h in reset.history]
+    assert losses[:5] == reset_losses[:5]
+    assert losses[5:] != reset_losses[5:]
 
 
 def test_macs_forward_count_matches_flop_counter():
