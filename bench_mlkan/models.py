@@ -13,7 +13,11 @@ Network layout (spline families)::
     then an optional output bias.
 
 Inputs of a spline layer outside ``grid_range`` are clamped (constant continuation,
-zero input derivative) in both forms, so the two forms agree everywhere.
+zero input derivative) in both forms, so the two forms agree everywhere. ``outside``
+chooses another continuation (``OUTSIDE``): "extend" continues the first / last polynomial
+piece (exact under refinement), "literal" is what each basis computes without a clamp
+(spline form: B-splines on the extended knots, 0 past them; power-ReLU form: 0 left of
+t_{-k}, the last piece continued on the right; not exact under refinement outside [a, b]).
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from typing import Literal, cast
 import torch
 from torch import Tensor, nn
 
+from .cox_de_boor import cox_de_boor_basis, extended_knots
 from .kernels import spline_contract
 from .registry import Registry
 from .splines import (
     Grid,
     _is_integer,
+    bspline_basis,
     change_of_basis,
     change_of_basis_inverse,
+    clamp_to_grid,
     power_relu_basis,
     prolongation,
     relu_cancellation_estimate,
@@ -41,6 +48,15 @@ from .splines import (
 
 Squash = Literal["tanh", "sigmoid"] | None
 Evaluation = Literal["auto", "spline", "relu"]
+Outside = Literal["clamp", "extend", "literal"]
+ReLUInit = Literal["spline_iid", "relu_iid"]
+
+#: Continuations of a spline layer outside its grid range (see the module docstring).
+OUTSIDE = ("clamp", "extend", "literal")
+#: Initialisations of ``MultichannelMLP``: "spline_iid" (default) draws i.i.d. B-spline
+#: coefficients and converts them (w = c A); "relu_iid" draws the power-ReLU weights w
+#: i.i.d. directly, as one would initialise an MLP.
+RELU_INITS = ("spline_iid", "relu_iid")
 
 #: Relative error above which the literal power-ReLU path warns (see ``PowerReLULayer``).
 RELU_PATH_TOLERANCE = 1e-4
@@ -77,13 +93,87 @@ def power_relu_layer_forward(x: Tensor, weight: Tensor, grid: Grid, scaled: bool
     return psi.reshape(batch, P * nb) @ weight.reshape(Q, P * nb).T
 
 
+def outside_basis_difference(x: Tensor, grid: Grid, outside: Outside, basis: str) -> Tensor:
+    """phi_j(x) - phi_j(clamp(x)) for the continuation ``outside``; 0 wherever a <= x <= b.
+
+    ``basis`` "bspline": phi = B_j (coefficients c); "relu": phi = psi~_j, the h-scaled
+    power-ReLU basis (coefficients w = c A, scaled). "extend" continues the end pieces as
+    polynomials (the same function in either basis); "literal" evaluates the basis itself
+    unclamped (B-splines on the extended knots, or ReLU((x - t_j)/h)^k).
+
+    Args:
+        x: (batch, P).
+    Returns:
+        (batch, P, n + k).
+    """
+    a, b = grid.grid_range
+    k, nb, h = grid.degree, grid.num_basis, grid.h
+    t = grid.knots(dtype=x.dtype, device=x.device)[:nb]  # t_{-k} .. t_{n-1}
+    xe = x.unsqueeze(-1)
+    if outside == "clamp":
+        return torch.zeros(*x.shape, nb, dtype=x.dtype, device=x.device)
+    if outside == "extend":
+        if basis != "relu":
+            raise ValueError("outside='extend' is expressed in the relu basis")
+        right = ((xe.clamp(min=b) - t) / h) ** k - ((b - t) / h) ** k
+        left = ((xe.clamp(max=a) - t) / h) ** k - ((a - t) / h) ** k
+        return right + left * (t <= a + 1e-12 * h).to(x.dtype)
+    if outside != "literal":
+        raise ValueError(f"outside must be one of {OUTSIDE}, got {outside!r}")
+    out = ((xe < a) | (xe > b)).expand(*x.shape, nb)
+    if basis == "bspline":
+        knots = extended_knots(grid, x.shape[1], x.dtype, x.device)
+        raw = cox_de_boor_basis(x, knots, k)
+        inside = bspline_basis(x, grid)
+    else:
+        raw = torch.relu((xe - t) / h) ** k
+        inside = torch.relu((clamp_to_grid(x, grid).unsqueeze(-1) - t) / h) ** k
+    return torch.where(out, raw - inside, torch.zeros_like(raw))
+
+
+def outside_correction(
+    x: Tensor, coef: Tensor, grid: Grid, outside: Outside, basis: str = "bspline"
+) -> Tensor:
+    """What ``outside`` adds to the clamped layer output, from B-spline coefficients.
+
+    ``basis`` ("bspline" for a KAN layer, "relu" for a multichannel-MLP layer) matters
+    only for "literal": each basis continues differently.
+
+    Args:
+        x: (batch, P); coef: (Q, P, n + k) B-spline coefficients.
+    Returns:
+        (batch, Q); zero rows for inputs inside the grid range.
+    """
+    if outside == "literal" and basis == "bspline":
+        diff = outside_basis_difference(x, grid, outside, "bspline")
+        return torch.einsum("bpj,qpj->bq", diff, coef)
+    w = coef @ change_of_basis(grid, True, coef.dtype, coef.device)
+    diff = outside_basis_difference(x, grid, outside, "relu")
+    return torch.einsum("bpj,qpj->bq", diff, w)
+
+
 # ----------------------------------------------------------------------------- layers
 class SplineLayer(nn.Module):
     """Base of the two spline-space layers: P inputs, Q outputs, one spline per edge."""
 
+    outside: Outside = "clamp"
+    basis = "bspline"
+
     def __init__(self, in_features: int, out_features: int, grid: Grid):
         super().__init__()
         self.in_features, self.out_features, self.grid = in_features, out_features, grid
+
+    def _set_outside(self, outside: Outside) -> None:
+        if outside not in OUTSIDE:
+            raise ValueError(f"outside must be one of {OUTSIDE}, got {outside!r}")
+        self.outside = outside
+
+    def _continue_outside(self, x: Tensor, y: Tensor) -> Tensor:
+        """y plus the ``outside`` continuation (y itself when clamping)."""
+        if self.outside == "clamp":
+            return y
+        coef = self.spline_coefficients()
+        return y + outside_correction(x, coef, self.grid, self.outside, self.basis)
 
     def spline_coefficients(self) -> Tensor:
         """B-spline coefficients c: (Q, P, n + k) (differentiable in the parameters)."""
@@ -108,8 +198,16 @@ class SplineLayer(nn.Module):
 class BSplineLayer(SplineLayer):
     """KAN layer: trainable B-spline coefficients ``coef`` (Q, P, n + k)."""
 
-    def __init__(self, in_features: int, out_features: int, grid: Grid, init_std: float = 0.1):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        grid: Grid,
+        init_std: float = 0.1,
+        outside: Outside = "clamp",
+    ):
         super().__init__(in_features, out_features, grid)
+        self._set_outside(outside)
         self.coef = nn.Parameter(
             torch.randn(out_features, in_features, grid.num_basis)
             * init_std
@@ -120,7 +218,7 @@ class BSplineLayer(SplineLayer):
         return self.coef
 
     def forward(self, x: Tensor) -> Tensor:
-        return spline_layer_forward(x, self.coef, self.grid)
+        return self._continue_outside(x, spline_layer_forward(x, self.coef, self.grid))
 
     def prolong_tensor(self, t: Tensor) -> Tensor:
         return t @ prolongation(self.grid, t.dtype, t.device).T
@@ -143,7 +241,12 @@ class PowerReLULayer(SplineLayer):
                    the local B-spline kernel: accurate in float32; the gradient in w is the
                    same (chain rule through a fixed linear map).
         "auto"   - "spline" (accurate in every precision).
+
+    init: "spline_iid" (default) - i.i.d. N(0, init_std^2 / P) B-spline coefficients,
+        converted (w = c A); "relu_iid" - i.i.d. N(0, init_std^2 / P) weights w directly.
     """
+
+    basis = "relu"
 
     def __init__(
         self,
@@ -153,16 +256,20 @@ class PowerReLULayer(SplineLayer):
         scaled: bool = True,
         evaluation: Evaluation = "auto",
         init_std: float = 0.1,
+        outside: Outside = "clamp",
+        init: ReLUInit = "spline_iid",
     ):
         super().__init__(in_features, out_features, grid)
         if evaluation not in ("auto", "spline", "relu"):
             raise ValueError(f"evaluation must be 'auto', 'spline' or 'relu', got {evaluation!r}")
-        self.scaled, self.evaluation = scaled, evaluation
-        coef = torch.randn(out_features, in_features, grid.num_basis, dtype=torch.float64)
-        coef *= init_std / math.sqrt(in_features)
-        self.weight = nn.Parameter(
-            (coef @ change_of_basis(grid, scaled)).to(torch.get_default_dtype())
-        )
+        if init not in RELU_INITS:
+            raise ValueError(f"init must be one of {RELU_INITS}, got {init!r}")
+        self._set_outside(outside)
+        self.scaled, self.evaluation, self.init = scaled, evaluation, init
+        draw = torch.randn(out_features, in_features, grid.num_basis, dtype=torch.float64)
+        draw *= init_std / math.sqrt(in_features)
+        weight = draw if init == "relu_iid" else draw @ change_of_basis(grid, scaled)
+        self.weight = nn.Parameter(weight.to(torch.get_default_dtype()))
 
     def spline_coefficients(self) -> Tensor:
         Ainv = change_of_basis_inverse(self.grid, self.scaled, torch.float64, self.weight.device)
@@ -179,8 +286,10 @@ class PowerReLULayer(SplineLayer):
                         f"{err:.1e}); use float64 or evaluation='spline'",
                         stacklevel=2,
                     )
-            return power_relu_layer_forward(x, self.weight, self.grid, self.scaled)
-        return spline_layer_forward(x, self.spline_coefficients(), self.grid)
+            y = power_relu_layer_forward(x, self.weight, self.grid, self.scaled)
+        else:
+            y = spline_layer_forward(x, self.spline_coefficients(), self.grid)
+        return self._continue_outside(x, y)
 
     def prolong_tensor(self, t: Tensor) -> Tensor:
         g, fine = self.grid, self.grid.refined()
@@ -195,7 +304,10 @@ class PowerReLULayer(SplineLayer):
         return new
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, scaled={self.scaled}, evaluation={self.evaluation!r}"
+        return (
+            f"{super().extra_repr()}, scaled={self.scaled}, evaluation={self.evaluation!r}, "
+            f"init={self.init!r}, outside={self.outside!r}"
+        )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -272,8 +384,12 @@ class SplineNetwork(nn.Module):
         output_bias: bool = False,
         input_domain: Sequence[Sequence[float]] | None = None,
         init_std: float = 0.1,
+        outside: Outside = "clamp",
     ):
         super().__init__()
+        if outside not in OUTSIDE:
+            raise ValueError(f"outside must be one of {OUTSIDE}, got {outside!r}")
+        self.outside = outside
         self.config = dict(
             widths=list(widths),
             grid_size=grid_size,
@@ -286,6 +402,8 @@ class SplineNetwork(nn.Module):
             input_domain=input_domain,
             init_std=init_std,
         )
+        if outside != "clamp":  # the default config stays as it was
+            self.config["outside"] = outside
         self.widths = _check_widths(widths, 3 if linear_first else 2)
         self.grid = Grid(grid_size, degree, tuple(grid_range))  # type: ignore[arg-type]
         self.linear_first, self.linear_bias, self.squash = linear_first, linear_bias, squash
@@ -369,10 +487,13 @@ class KAN(SplineNetwork):
             that enters a spline layer onto the grid range.
         output_bias: a trainable bias on the output.
         input_domain: [(lo, hi)] per input, mapped affinely onto grid_range first.
+        init_std: coefficients are i.i.d. N(0, init_std^2 / fan_in).
+        outside: "clamp" (default), "extend" or "literal": the continuation of every
+            spline layer outside grid_range (``OUTSIDE``, module docstring).
     """
 
     def _make_layer(self, p: int, q: int, init_std: float) -> SplineLayer:
-        return BSplineLayer(p, q, self.grid, init_std)
+        return BSplineLayer(p, q, self.grid, init_std, self.outside)
 
     def to_multichannel(
         self, scaled: bool = True, evaluation: Evaluation = "auto"
@@ -384,16 +505,26 @@ class KAN(SplineNetwork):
 class MultichannelMLP(SplineNetwork):
     """Multichannel power-ReLU MLP: trains w = c A ("ReLU basis" in the paper).
 
-    Same arguments as ``KAN`` plus ``scaled`` (h-scaled power-ReLU, default) and
-    ``evaluation`` ("auto", "spline", "relu"; see ``PowerReLULayer``).
+    Same arguments as ``KAN`` plus ``scaled`` (h-scaled power-ReLU, default),
+    ``evaluation`` ("auto", "spline", "relu"; see ``PowerReLULayer``) and ``init``
+    ("spline_iid" default, "relu_iid": the weights w drawn i.i.d. like an MLP's).
     """
 
-    def __init__(self, *args, scaled: bool = True, evaluation: Evaluation = "auto", **kwargs):
-        self.scaled, self.evaluation = scaled, evaluation
+    def __init__(
+        self,
+        *args,
+        scaled: bool = True,
+        evaluation: Evaluation = "auto",
+        init: ReLUInit = "spline_iid",
+        **kwargs,
+    ):
+        self.scaled, self.evaluation, self.init = scaled, evaluation, init
         super().__init__(*args, **kwargs)
 
     def _make_layer(self, p: int, q: int, init_std: float) -> SplineLayer:
-        return PowerReLULayer(p, q, self.grid, self.scaled, self.evaluation, init_std)
+        return PowerReLULayer(
+            p, q, self.grid, self.scaled, self.evaluation, init_std, self.outside, self.init
+        )
 
     def to_kan(self) -> KAN:
         """The equivalent KAN (c = w A^-1 per edge), same function on grid_range."""
