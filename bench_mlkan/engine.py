@@ -27,6 +27,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from .config import ConfigError, RunConfig
+from .diagnostics import is_collapsed, outside_grid_fractions, relative_spread
 from .models import MODELS, SplineNetwork, count_parameters
 from .multilevel import MultilevelStrategy
 from .optim import lr_factor, make_optimizer
@@ -66,6 +67,11 @@ class TaskModule(L.LightningModule):
         self.num_points = count_points(batch)
         self.work = 0.0
         self.work_macs = 0.0
+        self.work_evaluations = 0.0
+        self.first_loss: float | None = None  # the run's first loss (blow-up reference)
+        self.level_stats: dict[int, dict[str, float]] = {}  # per level: steps, evaluations, ...
+        self.wall_offset = 0.0  # wall-clock of earlier sittings (resumed runs)
+        self.t_fit = time.perf_counter()
         self.history: list[dict[str, Any]] = []
         self.eval_history: list[dict[str, Any]] = []
         self.refinements: list[dict[str, Any]] = []
@@ -82,6 +88,7 @@ class TaskModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._place()
+        self.t_fit = time.perf_counter()
 
     def _place(self) -> None:
         dtype = next(self.model.parameters()).dtype
@@ -113,6 +120,15 @@ class TaskModule(L.LightningModule):
         """One check (one device sync) over all parameters."""
         return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
 
+    def _parameter_versions(self) -> int:
+        """Sum of the parameters' in-place version counters (changes iff a parameter was
+        written; no copy, no device sync)."""
+        return sum(p._version for p in self.model.parameters())
+
+    def wall_clock(self) -> float:
+        """Seconds of training so far, over all sittings of a resumed run."""
+        return self.wall_offset + time.perf_counter() - self.t_fit
+
     def _all_reduce_sum(self, value: Tensor) -> Tensor:
         if self.trainer.world_size > 1:
             value = value.clone()
@@ -139,6 +155,7 @@ class TaskModule(L.LightningModule):
 
         step, level = self.trainer.global_step, self.level
         lr = opt.param_groups[0]["lr"]
+        versions = self._parameter_versions()
         try:
             opt.step(closure=closure)
         except RuntimeError:
@@ -151,15 +168,33 @@ class TaskModule(L.LightningModule):
         # the loss and its terms summed over ranks in one reduction, read back once
         values = self._all_reduce_sum(torch.stack([loss, *terms.values()]).detach()).tolist()
         loss_total, term_totals = values[0], dict(zip(terms, values[1:]))
-        if not (math.isfinite(loss_total) and self._finite_parameters()):
-            self.diverged = {"step": step, "level": level, "loss": loss_total}
+        if self.first_loss is None and math.isfinite(loss_total):
+            self.first_loss = loss_total
+        blowup = self.config.blowup_factor * abs(self.first_loss or 0.0)
+        if not (math.isfinite(loss_total) and self._finite_parameters()) or (
+            blowup > 0 and loss_total > blowup
+        ):
+            reason = "non-finite" if not math.isfinite(loss_total) else "blow-up"
+            if reason == "blow-up":
+                reason = f"loss above blowup_factor {self.config.blowup_factor:g} x first loss"
+            self.diverged = {"step": step, "level": level, "loss": loss_total, "reason": reason}
             self.trainer.should_stop = True
             return
+        # A step that changed no parameter (e.g. L-BFGS ending at once because the gradient is
+        # below tolerance_grad) did no optimisation work: it is counted and marked "idle".
+        idle = self._parameter_versions() == versions
         self.lr_schedulers().step()  # type: ignore[union-attr]
         args = (self.model, self.num_points, self.task.derivative_order, self.task.input_dim,
                 evaluations, self.base_grid_size)  # fmt: skip
         self.work += COST_MODELS[self.config.cost_model].step_cost(*args)
         self.work_macs += COST_MODELS["macs"].step_cost(*args)
+        self.work_evaluations += COST_MODELS["evaluations"].step_cost(*args)
+        stats = self.level_stats.setdefault(
+            level, {"steps": 0, "evaluations": 0, "idle_steps": 0, "wall_clock": 0.0}
+        )
+        stats["steps"] += 1
+        stats["evaluations"] += evaluations
+        stats["idle_steps"] += int(idle)
         self.last = {
             "step": step,
             "level": level,
@@ -168,7 +203,15 @@ class TaskModule(L.LightningModule):
             "lr": lr,
             **{f"loss/{k}": v for k, v in term_totals.items()},
         }
-        self.history.append({**self.last, "work_macs": self.work_macs, "evaluations": evaluations})
+        self.history.append(
+            {
+                **self.last,
+                "work_macs": self.work_macs,
+                "work_evaluations": self.work_evaluations,
+                "evaluations": evaluations,
+                "idle": idle,
+            }
+        )
         budget = self.config.work_budget
         if budget is not None and self.work >= budget * (1 - 1e-12):
             self.trainer.should_stop = True
@@ -197,6 +240,29 @@ class TaskModule(L.LightningModule):
         self.model.train(was_training)
         return metrics
 
+    def diagnostics(self) -> dict[str, Any]:
+        """Per spline layer, the fraction of its inputs outside the grid range, and whether
+        the model's output is constant over the evaluation points (``collapsed``)."""
+        p = next(self.model.parameters())
+        x = self.task.eval_points().to(device=p.device, dtype=p.dtype)
+        z = self.task.features(x)
+        outputs: list[Tensor] = []
+        outside = outside_grid_fractions(self.model, lambda: outputs.append(self.model(z)))
+        return {
+            "outside_grid": outside,
+            "output_spread": relative_spread(outputs[0]),
+            "collapsed": is_collapsed(outputs[0]),
+        }
+
+    def close_level_clock(self) -> None:
+        """Set the current level's wall-clock (total so far minus the other levels')."""
+        stats = self.level_stats.get(self.level)
+        if stats is not None:
+            others = sum(
+                s["wall_clock"] for lvl, s in self.level_stats.items() if lvl != self.level
+            )
+            stats["wall_clock"] = self.wall_clock() - others
+
     def snapshot_level(self) -> None:
         """Keep a CPU copy of the current weights as this level's final state."""
         self.level_states[self.level] = {
@@ -205,13 +271,17 @@ class TaskModule(L.LightningModule):
 
     def level_end_metrics(self) -> dict[str, float]:
         metrics = self.evaluate()
+        self.close_level_clock()
         self.eval_history.append(
             {
                 "step": self.trainer.global_step,
                 "level": self.level,
                 "work": self.work,
                 "work_macs": self.work_macs,
+                "work_evaluations": self.work_evaluations,
+                "wall_clock": self.wall_clock(),
                 **metrics,
+                **self.diagnostics(),
             }
         )
         return metrics
@@ -241,6 +311,10 @@ class TaskModule(L.LightningModule):
             "level": self.level,
             "work": self.work,
             "work_macs": self.work_macs,
+            "work_evaluations": self.work_evaluations,
+            "first_loss": self.first_loss,
+            "level_stats": self.level_stats,
+            "wall_clock": self.wall_clock(),
             "history": self.history,
             "eval_history": self.eval_history,
             "refinements": self.refinements,
@@ -254,9 +328,13 @@ class TaskModule(L.LightningModule):
         while self.level < saved["level"]:  # rebuild the saved level before its weights load
             self.model = cast(SplineNetwork, self.model).refined()
             self.level += 1
+        self.wall_offset = saved.get("wall_clock", 0.0)
         for key in (
             "work",
             "work_macs",
+            "work_evaluations",
+            "first_loss",
+            "level_stats",
             "history",
             "eval_history",
             "refinements",
@@ -322,6 +400,11 @@ class RunResult:
     work: float = 0.0
     work_unit: str = ""
     work_macs: float = 0.0
+    work_evaluations: float = 0.0
+    evaluations: int = 0
+    idle_steps: int = 0
+    level_stats: dict[int, dict[str, float]] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     wall_clock: float = 0.0
     device: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
@@ -332,6 +415,7 @@ class RunResult:
         """JSON-able fields (everything but the model and its per-level weights)."""
         out = {k: v for k, v in self.__dict__.items() if k not in ("model", "level_states")}
         out["params_per_level"] = {str(k): v for k, v in self.params_per_level.items()}
+        out["level_stats"] = {str(k): v for k, v in self.level_stats.items()}
         return out
 
 
@@ -449,7 +533,7 @@ def train(
     strategy = MultilevelStrategy(
         steps,
         start_level=start,
-        refine_rtol=config.refine_rtol,
+        refine_rtol=config.effective_refine_rtol,
         carry_optimizer_state=config.carry_optimizer_state,
     )
     cbs: list[L.Callback] = [
@@ -497,22 +581,30 @@ def train(
             train_dataloaders=_loader(),
             val_dataloaders=_loader() if config.eval_every else None,
             ckpt_path=config.resume_from,
+            # a checkpoint named in a config may come from anyone: never unpickle code
+            weights_only=True if config.resume_from else None,
         )
-    except Exception as e:  # noqa: BLE001 - recorded, and re-raised for refinement errors
-        from .multilevel import RefinementError
-
-        if isinstance(e, RefinementError | ConfigError):
-            raise
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - recorded with everything the finished levels produced
         status, error = "failed", "".join(traceback.format_exception(e))
-    wall = time.perf_counter() - t0
+    wall = module.wall_clock() if module.history else time.perf_counter() - t0
+    module.close_level_clock()
     if module.diverged is not None:
         status = "diverged"
-    final = {}
+    final: dict[str, float] = {}
+    diagnostics: dict[str, Any] = {}
     if status == "ok":
         final = module.evaluate()
         final["train_loss"] = module.current_loss()
+    if status != "failed" or module.history:
+        try:
+            diagnostics = module.diagnostics()
+        except Exception:  # noqa: BLE001 - e.g. non-finite weights of a diverged run
+            diagnostics = {}
     params_per_level = _params_per_level(config, task, start, module.level)
-    module.snapshot_level()
+    if module.history:
+        module.snapshot_level()
     return RunResult(
         config=config.to_dict(),
         status=status,
@@ -528,6 +620,11 @@ def train(
         work=module.work,
         work_unit=COST_MODELS[config.cost_model].unit,
         work_macs=module.work_macs,
+        work_evaluations=module.work_evaluations,
+        evaluations=sum(int(s["evaluations"]) for s in module.level_stats.values()),
+        idle_steps=sum(int(s["idle_steps"]) for s in module.level_stats.values()),
+        level_stats=module.level_stats,
+        diagnostics=diagnostics,
         wall_clock=wall,
         device=str(module.device),
         environment=environment(),

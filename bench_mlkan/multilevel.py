@@ -95,6 +95,9 @@ class MultilevelStrategy(L.Callback):
         pl_module.refinements.append(record)
         pl_module.log_refinement(record)
         if not rel <= self.refine_rtol:
+            # the run stops here: keep the trained coarse model as its last level
+            pl_module.model, pl_module.level = old_model, pl_module.level - 1
+            trainer.should_stop = True
             raise RefinementError(
                 f"loss changed across refinement to level {pl_module.level}: before {before!r}, "
                 f"after {after!r} (relative {rel:.3e} > refine_rtol {self.refine_rtol:.1e})"

@@ -1,13 +1,18 @@
 """Work accounting: the cost of one training step, in a documented unit.
 
-Two cost models (``COST_MODELS``); every run records the work in both, and matches
+Three cost models (``COST_MODELS``); every run records the work in all three, and matches
 budgets in the one its config names.
 
 ``paper`` - unit "coarse steps": one optimizer step (one epoch, full batch) of a spline
-    model costs grid_size / base_grid_size, i.e. 2^level on a dyadic hierarchy (PAPER.md
-    section 4: "cost per step proportional to the level's size"). A model without a grid
+    model costs grid_size / base_grid_size, i.e. 2^level on a dyadic hierarchy (the paper,
+    "cost per step proportional to the level's size"). A model without a grid
     (MLP) costs 1 per step. The paper's regression budgets {128,0,0,0}, {0,0,0,16} and
     {32,16,8,4} all come to 128.
+
+``evaluations`` - unit "coarse evaluations": like ``paper`` but per loss-and-gradient
+    evaluation instead of per optimizer step. An L-BFGS step makes 1 to max_eval
+    evaluations (one when it ends at once because the gradient is below tolerance_grad),
+    so equal "coarse steps" can hide a 6x difference in evaluations; tables show both.
 
 ``macs`` - unit "MAC" (multiply-accumulates): an analytic count from the model's size and
     the task's points and derivative order, per loss evaluation (an L-BFGS step makes
@@ -96,6 +101,18 @@ class MacsCost(CostModel):
         return float(per_eval * evaluations)
 
 
+@dataclass(frozen=True)
+class EvaluationsCost(CostModel):
+    name: str = "evaluations"
+    unit: str = "coarse evaluations (1 = one loss-and-gradient evaluation at the base grid)"
+
+    def step_cost(self, model, points, derivative_order, input_dim, evaluations, base_grid_size):
+        return evaluations * PaperCost().step_cost(
+            model, points, derivative_order, input_dim, evaluations, base_grid_size
+        )
+
+
 COST_MODELS: Registry[CostModel] = Registry(
-    "cost model", {"paper": PaperCost(), "macs": MacsCost()}
+    "cost model",
+    {"paper": PaperCost(), "macs": MacsCost(), "evaluations": EvaluationsCost()},
 )
