@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from . import kernels_c
+from .kernel_checks import check_layer_operands, check_map_operands
 from .splines import Grid, _local_monomials, clamp_to_grid, local_bspline
 
 #: without the C kernel: ``dense`` when n + k <= DENSE_MAX_BASIS, else ``gather``
@@ -89,6 +90,8 @@ class LocalSpec:
         poly, sign, shift = derivative_tables(degree, order)
         mk = lambda t: torch.tensor(t, dtype=dtype, device=device)  # noqa: E731
         self.tables = (mk(poly), mk(sign), mk(shift))
+        #: raw addresses of the tables (the C kernel's arguments; the tables live as long)
+        self.table_ptrs = tuple(t.data_ptr() for t in self.tables)
 
     @property
     def vanishes(self) -> bool:
@@ -182,16 +185,19 @@ class _FromValues:
         return w, rows  # (B, P, K1), (B, P K1)
 
     def contract(self, c, u, tab, spec):
+        check_map_operands("contract", c, u, tab, spec)
         w, rows = self._setup(u, spec, tab.shape[0])
         if c is not None:
             w = w * c.unsqueeze(-1)
         return self.contract_v(w.reshape(w.shape[0], -1), rows, tab)
 
     def sample(self, g, u, tab, spec):
+        check_map_operands("sample", g, u, tab, spec)
         w, rows = self._setup(u, spec, tab.shape[0])
         return (self.sample_v(g, rows, tab).view_as(w) * w).sum(-1)
 
     def scatter(self, c, u, g, spec, rows):
+        check_map_operands("scatter", c, u, g, spec, rows)
         w, idx = self._setup(u, spec, rows)
         if c is not None:
             w = w * c.unsqueeze(-1)
@@ -404,20 +410,25 @@ def _zeros(u: Tensor, *shape: int) -> Tensor:
     return (u.reshape(-1)[:1] * 0).reshape([1] * len(shape)).expand(shape)
 
 
+# The kernel maps check their operands (``kernel_checks``); the vanishing orders, which call
+# no map, check here.
 def _contract(c, u, tab, spec: LocalSpec, kern: Kernel) -> Tensor:
     if spec.vanishes:
+        check_map_operands("contract", c, u, tab, spec, contiguous=False)
         return _zeros(u, u.shape[0], tab.shape[1])
     return _Contract.apply(_c(c), u.contiguous(), tab.contiguous(), spec, kern)
 
 
 def _sample(g, u, tab, spec: LocalSpec, kern: Kernel) -> Tensor:
     if spec.vanishes:
+        check_map_operands("sample", g, u, tab, spec, contiguous=False)
         return _zeros(u, *u.shape)
     return _Sample.apply(g.contiguous(), u.contiguous(), tab.contiguous(), spec, kern)
 
 
 def _scatter(c, u, g, spec: LocalSpec, kern: Kernel, rows: int) -> Tensor:
     if spec.vanishes:
+        check_map_operands("scatter", c, u, g, spec, rows, contiguous=False)
         return _zeros(u, rows, g.shape[1])
     return _Scatter.apply(_c(c), u.contiguous(), g.contiguous(), spec, kern, rows)
 
@@ -442,7 +453,10 @@ def spline_contract(x: Tensor, coef: Tensor, grid: Grid, kernel: str | None = No
             (the default, see ``set_default_kernel``).
     Returns:
         (batch, Q).
+    Raises:
+        ValueError: x does not fit coef (width, dtype, device) or coef not (Q, P, n + k).
     """
+    check_layer_operands(x, coef, grid.num_basis)
     name = resolve_kernel(kernel, grid, x.device, x.dtype)
     if name == "autograd":
         return dense_autograd(x, coef, grid)
