@@ -26,9 +26,10 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, accepted_options
+from .contracts import ModelContractError, check_model
 from .diagnostics import is_collapsed, outside_grid_fractions, relative_spread
-from .models import MODELS, SplineNetwork, count_parameters
+from .models import MODELS, count_parameters
 from .multilevel import MultilevelStrategy
 from .optim import lr_factor, make_optimizer
 from .task import Task
@@ -36,8 +37,9 @@ from .work import COST_MODELS
 
 
 def count_points(batch: dict[str, Tensor]) -> int:
-    """Training points of a batch: rows of its floating-point tensors (indices excluded)."""
-    return sum(v.shape[0] for v in batch.values() if v.is_floating_point())
+    """Training points of a batch: rows of its input point sets, the tensors keyed ``x`` or
+    ``x_<set>`` (targets such as ``y`` and index tensors are not points)."""
+    return sum(v.shape[0] for k, v in batch.items() if k == "x" or k.startswith("x_"))
 
 
 def total(terms: dict[str, Tensor]) -> Tensor:
@@ -326,7 +328,7 @@ class TaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint["bench_mlkan"]
         while self.level < saved["level"]:  # rebuild the saved level before its weights load
-            self.model = cast(SplineNetwork, self.model).refined()
+            self.model = self.model.refined()  # type: ignore[operator]
             self.level += 1
         self.wall_offset = saved.get("wall_clock", 0.0)
         for key in (
@@ -444,14 +446,16 @@ def build_model(config: RunConfig, task: Task, level: int = 0) -> nn.Module:
             f"widths {widths} do not fit task {task.name!r}: it needs "
             f"{task.feature_dim} inputs and {task.output_dim} outputs"
         )
-    opts.setdefault("input_domain", task.feature_domain)
     cls = MODELS[config.model]
-    if issubclass(cls, SplineNetwork):
+    accepted = accepted_options(cls)
+    if accepted is None or "input_domain" in accepted:
+        opts.setdefault("input_domain", task.feature_domain)
+    if "grid_size" in opts and callable(getattr(cls, "refined", None)):
         opts["grid_size"] = int(opts["grid_size"]) * 2**level
     try:
         return cls(widths, **opts)
-    except TypeError as e:
-        raise ConfigError(f"bad model_options for {config.model!r}: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model_options: {config.model!r} refused them: {e}") from e
 
 
 def plan_schedule(config: RunConfig, task: Task) -> tuple[int, list[int]]:
@@ -528,6 +532,10 @@ def train(
     start, steps = plan_schedule(config, task)
     dtype = torch.float64 if config.precision == "64" else torch.float32
     model = build_model(config, task, start).to(dtype)
+    try:
+        check_model(model, multilevel=len(steps) > 1, carry_moments=config.carry_optimizer_state)
+    except ModelContractError as e:
+        raise ConfigError(f"model: {e}") from e
     base_grid = config.model_options.get("grid_size")
     module = TaskModule(model, task, config, level=start, base_grid_size=base_grid)
     strategy = MultilevelStrategy(

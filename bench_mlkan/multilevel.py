@@ -10,6 +10,23 @@ The callback keeps no state of its own: the level lives in the LightningModule (
 in checkpoints; the module rebuilds that level in ``on_load_checkpoint``) and the target
 level follows from ``trainer.global_step``, so refinement is idempotent and a resumed
 run refines exactly where an uninterrupted one would.
+
+The interface it needs from the LightningModule (any module, not only the suite's
+``TaskModule``; see ``tests/test_contracts.py`` for a minimal one):
+
+    model: nn.Module           a ``bench_mlkan.contracts.RefinableModel``; replaced by
+                               ``model.refined()`` at each boundary
+    level: int                 the current level (incremented here; save it in checkpoints)
+    current_loss() -> float    the full training loss at the current parameters
+
+and, when present, these are used too: ``level_end_metrics() -> dict`` (evaluated just
+before each refinement and stored in the record), ``snapshot_level()`` (keep the level's
+final weights), ``refinements: list`` (each refinement's record is appended),
+``log_refinement(record)``, ``work`` / ``work_macs`` (copied into the record). The
+strategy's own ``refinements`` list holds the same records.
+
+Models whose ``exact_refinement`` is False (e.g. a least-squares grid extension) are not
+checked: the loss change is recorded (``exact: false``) and training goes on.
 """
 
 from __future__ import annotations
@@ -47,6 +64,7 @@ class MultilevelStrategy(L.Callback):
         self.schedule, self.start_level = list(schedule), start_level
         self.boundaries = list(accumulate(self.schedule))  # end step of each level
         self.refine_rtol, self.carry_optimizer_state = refine_rtol, carry_optimizer_state
+        self.refinements: list[dict] = []
 
     @property
     def total_steps(self) -> int:
@@ -75,26 +93,29 @@ class MultilevelStrategy(L.Callback):
     def refine(self, trainer: L.Trainer, pl_module) -> None:
         """Refine ``pl_module.model`` one level, check the loss, rebuild the optimizer."""
         old_model, old_optimizers = pl_module.model, list(trainer.optimizers)
-        level_end = pl_module.level_end_metrics()
-        pl_module.snapshot_level()
+        level_end = _call(pl_module, "level_end_metrics", {})
+        _call(pl_module, "snapshot_level", None)
         before = pl_module.current_loss()
         pl_module.model = old_model.refined()
         pl_module.level += 1
         after = pl_module.current_loss()
         rel = abs(after - before) / max(abs(before), 1e-300)
+        exact = bool(getattr(old_model, "exact_refinement", True))
         record = {
             "level": pl_module.level,
             "step": trainer.global_step,
-            "work": pl_module.work,
-            "work_macs": pl_module.work_macs,
+            **{k: getattr(pl_module, k) for k in ("work", "work_macs") if hasattr(pl_module, k)},
             "loss_before": before,
             "loss_after": after,
             "rel_change": rel,
+            "exact": exact,
             "level_end_metrics": level_end,
         }
-        pl_module.refinements.append(record)
-        pl_module.log_refinement(record)
-        if not rel <= self.refine_rtol:
+        self.refinements.append(record)
+        if isinstance(getattr(pl_module, "refinements", None), list):
+            pl_module.refinements.append(record)
+        _call(pl_module, "log_refinement", None, record)
+        if exact and not rel <= self.refine_rtol:
             # the run stops here: keep the trained coarse model as its last level
             pl_module.model, pl_module.level = old_model, pl_module.level - 1
             trainer.should_stop = True
@@ -131,3 +152,9 @@ class MultilevelStrategy(L.Callback):
                 t = old_model.prolong_parameter_tensor(name, state[key])
                 carried[key] = t.abs() if key == "exp_avg_sq" else t
             new_opt.state[p_new] = carried
+
+
+def _call(obj, name: str, default, *args):
+    """``obj.name(*args)`` when obj has it, else ``default``."""
+    fn = getattr(obj, name, None)
+    return fn(*args) if callable(fn) else default

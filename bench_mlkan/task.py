@@ -129,7 +129,10 @@ class Task:
         raise NotImplementedError
 
     def train_batch(self) -> dict[str, Tensor]:
-        """The full training batch: point tensors (points along dim 0), float64, CPU."""
+        """The full training batch: point tensors (points along dim 0), float64, CPU.
+
+        Input point sets are keyed ``x`` or ``x_<set>`` (the work accounting counts their
+        rows as points); targets (``y``) and index tensors may sit beside them."""
         raise NotImplementedError
 
     def make_state(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
