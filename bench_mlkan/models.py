@@ -370,6 +370,8 @@ class SplineNetwork(nn.Module):
     """Shared body of ``KAN`` and ``MultichannelMLP`` (see the module docstring)."""
 
     layer_kind = "spline"
+    #: ``refined()`` preserves the function exactly (bench_mlkan.contracts)
+    exact_refinement = True
 
     def __init__(
         self,
@@ -443,6 +445,14 @@ class SplineNetwork(nn.Module):
                 x = self._squash(x)
             x = layer(x)
         return x if self.output_bias is None else x + self.output_bias
+
+    def macs_per_point(self) -> int:
+        """Forward multiply-accumulates at one point: P * Q * (n + k) per spline layer (the
+        dense-equivalent basis contraction), P * Q for the optional Linear layer."""
+        total = 0 if self.linear is None else self.linear.in_features * self.linear.out_features
+        for layer in self.spline_layers:
+            total += layer.in_features * layer.out_features * layer.grid.num_basis
+        return total
 
     def refined(self) -> SplineNetwork:
         """The next level: every spline layer's grid_size doubled, the same function."""
@@ -574,6 +584,11 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self.input_map(x))
+
+    def macs_per_point(self) -> int:
+        """Forward multiply-accumulates at one point: P * Q per Linear layer."""
+        linears = [m for m in self.modules() if isinstance(m, nn.Linear)]
+        return sum(m.in_features * m.out_features for m in linears)
 
 
 class _Sin(nn.Module):
