@@ -4,8 +4,11 @@ Each folder ``baselines/<name>/`` holds
 
 * ``config.json`` - ``{"description", "family", "strategy", "defaults": {RunConfig fields},
   "tasks": {task name: {RunConfig fields}}}``: the run settings of this recipe on each
-  task it supports (the paper's settings, PAPER.md section 5). A task's entry is applied
-  on top of ``defaults``; nested dicts (``model_options``, ...) are merged key by key.
+  task it supports (the paper's settings). A task's entry is applied on top of
+  ``defaults``; nested dicts (``model_options``, ...) are merged key by key.
+  ``"extend": "<other baseline>"`` makes the file a diff: the other baseline's config
+  (itself possibly extending another) with this file merged on top; a task set to
+  ``null`` is removed. E.g. ``kan_fine`` is ``kan_multilevel`` with other schedules.
 * ``search_space.json`` - the hyperparameters the tuning may vary (see bench_mlkan.tuning).
 * ``README.md`` - what the recipe is and where it deviates from the paper.
 * ``tuned/<task>.json`` (optional) - the best trial of a study, used with ``--tuned``.
@@ -42,10 +45,22 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_baseline(name: str) -> dict[str, Any]:
-    """The parsed ``config.json`` of baseline ``name``."""
+def load_baseline(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``config.json`` of baseline ``name``, with ``extend`` resolved."""
+    if name in _seen:
+        raise ConfigError(f"baseline {name!r}: 'extend' cycle {' -> '.join((*_seen, name))}")
     with open(BASELINES[name] / "config.json") as f:
-        return json.load(f)
+        spec = json.load(f)
+    parent = spec.pop("extend", None)
+    if parent is None:
+        return spec
+    if parent not in BASELINES:
+        raise ConfigError(
+            f"baseline {name!r} extends unknown baseline {parent!r}; known: {sorted(BASELINES)}"
+        )
+    out = merge(load_baseline(parent, (*_seen, name)), spec)
+    out["tasks"] = {t: v for t, v in out.get("tasks", {}).items() if v is not None}
+    return out
 
 
 def load_search_space(name: str) -> dict[str, Any]:

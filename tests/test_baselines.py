@@ -59,3 +59,29 @@ def test_missing_task_or_tuned_config_is_a_clear_error():
         baseline_config("mlp_large", "burgers_1d")
     with pytest.raises(KeyError, match="known: "):
         baseline_config("kan_nope", "burgers_1d")
+
+
+def test_baselines_as_diffs_resolve_and_fail_clearly(tmp_path, monkeypatch):
+    import json
+
+    from bench_mlkan import baselines as B
+
+    # the shipped diffs: kan_fine states only its schedules, the rest comes from kan_multilevel
+    raw = json.loads((BASELINES["kan_fine"] / "config.json").read_text())
+    assert raw["extend"] == "kan_multilevel" and "defaults" not in raw
+    fine, ml = load_baseline("kan_fine"), load_baseline("kan_multilevel")
+    assert fine["defaults"] == ml["defaults"]
+    assert (
+        fine["tasks"]["burgers_1d"]["model_options"] == ml["tasks"]["burgers_1d"]["model_options"]
+    )
+    # a task set to null is removed
+    assert "regression_rotated" not in load_baseline("kan_multilevel_carry")["tasks"]
+    # cycles and unknown parents are errors naming them
+    for name, parent in (("cyc_a", "cyc_b"), ("cyc_b", "cyc_a"), ("orphan", "nope")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"extend": parent, "tasks": {}}))
+        monkeypatch.setitem(B.BASELINES, name, tmp_path / name)
+    with pytest.raises(ConfigError, match="cycle cyc_a -> cyc_b -> cyc_a"):
+        load_baseline("cyc_a")
+    with pytest.raises(ConfigError, match="extends unknown baseline 'nope'"):
+        load_baseline("orphan")
