@@ -33,8 +33,11 @@ from .records import (
     failed_record,
     make_record,
     now,
+    profile_dir,
     read_record,
     record_path,
+    record_row,
+    row_name,
 )
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -62,10 +65,16 @@ class RunSpec:
     baseline: str
     seed: int
     config: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+
+    @property
+    def row(self) -> str:
+        """``baseline`` or ``baseline@variant`` (the leaderboard row and record folder)."""
+        return row_name(self.baseline, self.variant)
 
     @property
     def label(self) -> str:
-        return f"{self.task}/{self.baseline}/seed{self.seed}"
+        return f"{self.task}/{self.row}/seed{self.seed}"
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -116,7 +125,7 @@ def expand(
                 )
                 if "schedule_scale" in exp and cfg.budget_fractions is None:
                     cfg = cfg.replace(schedule=scale_schedule(cfg.schedule, exp["schedule_scale"]))
-                specs.append(RunSpec(exp["task"], name, seed, cfg.to_dict()))
+                specs.append(RunSpec(exp["task"], name, seed, cfg.to_dict(), exp.get("variant")))
     return specs
 
 
@@ -126,9 +135,9 @@ def scale_schedule(schedule: list[int], factor: float) -> list[int]:
     return [max(1, round(s * factor)) if s > 0 else 0 for s in schedule]
 
 
-def is_done(spec: RunSpec, results: Path) -> bool:
-    """A record with the same config exists (any status: failures are recorded, not retried)."""
-    path = record_path(results, spec.task, spec.baseline, spec.seed)
+def is_done(spec: RunSpec, folder: Path) -> bool:
+    """A record with the same config exists in one profile's ``folder``."""
+    path = record_path(folder, spec.task, spec.row, spec.seed)
     if not path.exists():
         return False
     try:
@@ -148,7 +157,11 @@ def run_one(
 
     started = now()
     meta: dict[str, Any] = dict(
-        task=spec.task, baseline=spec.baseline, seed=spec.seed, profile=profile
+        task=spec.task,
+        baseline=spec.baseline,
+        seed=spec.seed,
+        profile=profile,
+        variant=spec.variant,
     )
     logger = None
     try:
@@ -186,7 +199,7 @@ def _summary_line(record: dict[str, Any]) -> str:
     metric = m.get("train_mse", m.get("rel_l2", m.get("train_loss")))
     shown = f"{metric:.3e}" if isinstance(metric, float) else "-"
     return (
-        f"{record['task']}/{record['baseline']}/seed{record['seed']}: {record['status']:<8} "
+        f"{record['task']}/{record_row(record)}/seed{record['seed']}: {record['status']:<8} "
         f"metric {shown}  work {record.get('work', 0):.4g}  {record.get('wall_clock', 0):.1f}s"
     )
 
@@ -222,11 +235,11 @@ def run_all(
     if gpus:
         workers = len(gpus)
         specs = [
-            RunSpec(s.task, s.baseline, s.seed, {**s.config, "accelerator": "gpu"}) for s in specs
+            RunSpec(s.task, s.baseline, s.seed, {**s.config, "accelerator": "gpu"}, s.variant)
+            for s in specs
         ]
     jobs = [
-        (s, str(record_path(results, s.task, s.baseline, s.seed)), profile, use_wandb)
-        for s in specs
+        (s, str(record_path(results, s.task, s.row, s.seed)), profile, use_wandb) for s in specs
     ]
     records = []
     t0 = time.perf_counter()
@@ -285,7 +298,8 @@ def bench_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     profile = load_profile(args.profile)
     specs = expand(profile, args.tasks, args.baselines, args.tuned, parse_sets(args.set))
-    todo = specs if args.force else [s for s in specs if not is_done(s, args.results)]
+    folder = profile_dir(args.results, profile["name"])
+    todo = specs if args.force else [s for s in specs if not is_done(s, folder)]
     workers = args.workers or int(profile.get("workers", 1))
     print(
         f"profile {profile['name']}: {len(specs)} runs, {len(specs) - len(todo)} already recorded, "
@@ -297,7 +311,7 @@ def bench_main(argv: list[str]) -> int:
             print("  ", s.label)
         return 0
     t0 = time.perf_counter()
-    records = run_all(todo, args.results, workers, profile["name"], args.wandb)
+    records = run_all(todo, folder, workers, profile["name"], args.wandb)
     bad = [r for r in records if r["status"] != "ok"]
     print(
         f"finished {len(records)} runs in {time.perf_counter() - t0:.0f}s "
@@ -305,15 +319,16 @@ def bench_main(argv: list[str]) -> int:
         flush=True,
     )
     if not args.no_render:
-        render(args.results, args.leaderboards or args.results.parent)
+        render(args.results, args.leaderboards, profile["name"])
     return 0
 
 
-def render(results: Path, out: Path) -> None:
-    """Render the leaderboards from the records."""
+def render(results: Path, out: Path | None, profile: str) -> None:
+    """Render one profile's leaderboards (``<out>/<profile>/``) and the index ``<out>``."""
     from . import leaderboard
 
-    written = leaderboard.render(results, out)
+    out = out or leaderboard.default_out_root(results)
+    written = leaderboard.render_all(results, out, profiles=[profile])
     print(f"leaderboards: {len(written)} files under {out}")
 
 

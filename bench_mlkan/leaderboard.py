@@ -1,7 +1,7 @@
 """Leaderboards: tables, reproduction notes, plots and cross-task scores, from records only.
 
-``render(results_dir, out_dir)`` reads every run record under ``results_dir``
-(``<task>/<baseline>/seed<k>.json``, see ``bench_mlkan.records``) and writes
+``render(results_dir, out_dir)`` reads every run record of one profile's folder
+``results_dir`` (``<task>/<row>/seed<k>.json``, see ``bench_mlkan.records``) and writes
 
 * ``<task>.md`` - one table per experiment in the paper's layout (model | basis | fidelity |
   params | metric mean (sd) | per-seed values | work | wall-clock | the paper's number);
@@ -10,10 +10,14 @@
   per task and an AlgoPerf-style performance profile);
 * ``plots/*.png`` - see ``bench_mlkan.plots``.
 
+``render_all(results_root, out_root)`` renders every ``<results_root>/<profile>/`` into
+``<out_root>/<profile>/`` and writes the index ``<out_root>/README.md`` (every experiment
+under every profile that has records).
+
 Everything is a pure function of the records (and of ``paper_results.json``): rows and
 seeds are sorted, numbers have a fixed format, no timestamps; rendering twice gives the same
-markdown. ``python -m bench_mlkan leaderboard [--results DIR] [--out DIR] [--no-plots]
-[--wandb]`` is the command line (``make leaderboard``).
+markdown. ``python -m bench_mlkan leaderboard [--results DIR] [--out DIR] [--profile P ...]
+[--no-plots] [--wandb]`` is the command line (``make leaderboard``: every shipped profile).
 """
 
 from __future__ import annotations
@@ -27,10 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import DEFAULT_RESULTS, read_record
+from .records import (
+    SHIPPED_LEADERBOARDS,
+    SHIPPED_RESULTS,
+    RecordError,
+    read_record,
+    record_files,
+    record_row,
+)
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.json"
-DEFAULT_OUT = DEFAULT_RESULTS.parent
+#: render()'s defaults: the shipped quick profile
+DEFAULT_RESULTS = SHIPPED_RESULTS / "quick"
+DEFAULT_OUT = SHIPPED_LEADERBOARDS / "quick"
 
 #: Row order of the tables: spline KAN, ReLU-basis KAN, MLPs; unknown baselines follow sorted.
 BASELINE_ORDER = (
@@ -201,14 +214,20 @@ def median(values: Sequence[float]) -> float:
 
 # ----------------------------------------------------------------------------- loading
 def load_records(results: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """``{task: {baseline: [record, ...]}}`` sorted by seed; each record gets ``_path``."""
+    """``{task: {row: [record, ...]}}`` of one profile's folder (``<task>/<row>/seed<k>.json``),
+    sorted by seed; each record gets ``_path``. ``row`` is the baseline or ``baseline@variant``.
+    A corrupt or incomplete record is named on stderr and skipped."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for path in sorted(Path(results).glob("*/*/seed*.json")):
-        rec = read_record(path)
+    for path in record_files(Path(results)):
+        try:
+            rec = read_record(path)
+        except RecordError as e:
+            print(f"warning: skipping {e}", file=sys.stderr)
+            continue
         rec["_path"] = str(path)
         task = rec.get("task") or path.parent.parent.name
-        baseline = rec.get("baseline") or path.parent.name
-        out.setdefault(task, {}).setdefault(baseline, []).append(rec)
+        row = record_row(rec) if rec.get("baseline") else path.parent.name
+        out.setdefault(task, {}).setdefault(row, []).append(rec)
     for by_baseline in out.values():
         for recs in by_baseline.values():
             recs.sort(key=lambda r: (int(r.get("seed", 0)), r["_path"]))
@@ -914,8 +933,10 @@ def render(
     results_dir: Path | str = DEFAULT_RESULTS,
     out_dir: Path | str = DEFAULT_OUT,
     plots: bool = True,
+    records: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
 ) -> Written:
-    """Write every table, the summary page and (``plots``) every plot; return the paths.
+    """Write every table, the summary page and (``plots``) every plot of one profile's
+    records folder (``records``: already loaded from it) into ``out_dir``; return the paths.
 
     The markdown does not depend on ``plots``: the plot links are planned from the records,
     so ``render(..., plots=False)`` writes the same tables. A plot that cannot be drawn is
@@ -924,7 +945,8 @@ def render(
     from . import plots as P
 
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    records = load_records(results_dir)
+    if records is None:
+        records = load_records(results_dir)
     paper = load_paper()
     out_dir.mkdir(parents=True, exist_ok=True)
     written = Written()
@@ -955,6 +977,123 @@ def render(
     return written
 
 
+# ----------------------------------------------------------------------------- profiles
+#: Order of the profiles on the index page; others follow sorted.
+PROFILE_ORDER = ("paper", "quick", "smoke")
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+
+
+def is_profile_folder(folder: Path) -> bool:
+    """True when ``folder`` holds records directly (``<task>/<row>/seed<k>.json``)."""
+    return bool(record_files(folder))
+
+
+def profile_folders(results_root: Path) -> dict[str, Path]:
+    """``{profile: folder}`` of every ``<results_root>/<profile>/`` holding records, ordered."""
+    root = Path(results_root)
+    found = {p.name: p for p in root.iterdir() if p.is_dir() and is_profile_folder(p)}
+    return {name: found[name] for name in ordered(found, PROFILE_ORDER)} if found else {}
+
+
+def default_out_root(results_root: Path) -> Path:
+    """Where the tables of a records root go: ``runs/leaderboards`` for ``runs/results``,
+    else the root's parent (``leaderboards/`` for ``leaderboards/results``)."""
+    root = Path(results_root).resolve()
+    return root.parent / "leaderboards" if root.parent.name == "runs" else root.parent
+
+
+def render_all(
+    results_root: Path | str = SHIPPED_RESULTS,
+    out_root: Path | str = SHIPPED_LEADERBOARDS,
+    plots: bool = True,
+    profiles: Sequence[str] | None = None,
+) -> Written:
+    """Render every profile ``<results_root>/<p>/`` (or only ``profiles``) into
+    ``<out_root>/<p>/`` and the index ``<out_root>/README.md`` (every profile with records)."""
+    results_root, out_root = Path(results_root), Path(out_root)
+    folders = profile_folders(results_root) if results_root.is_dir() else {}
+    by_profile = {name: load_records(folder) for name, folder in folders.items()}
+    written = Written()
+    for name, folder in folders.items():
+        if profiles and name not in profiles:
+            continue
+        w = render(folder, out_root / name, plots=plots, records=by_profile[name])
+        written += w
+        written.errors += w.errors
+    out_root.mkdir(parents=True, exist_ok=True)
+    index = out_root / "README.md"
+    index.write_text(render_index(by_profile, load_paper()))
+    written.append(index)
+    return written
+
+
+def profile_description(name: str) -> str | None:
+    """The ``description`` of ``bench_mlkan/profiles/<name>.json`` (None when absent)."""
+    path = PROFILES_DIR / f"{name}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text()).get("description")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def render_index(
+    by_profile: dict[str, dict[str, dict[str, list[dict[str, Any]]]]], paper: dict[str, Any]
+) -> str:
+    """The index page: every experiment under every profile that has records."""
+    lines = [
+        "# Leaderboards",
+        "",
+        "Generated by `python -m bench_mlkan leaderboard` (`make leaderboard`) from the run "
+        "records under `results/<profile>/<task>/<baseline>/seed<k>.json` and the paper's "
+        "numbers in `bench_mlkan/paper_results.json`; never edited by hand. Each profile "
+        "renders into its own folder `<profile>/`: one table per experiment (`<task>.md`), "
+        "a summary page (`README.md`: reproduction notes - does each claim of the paper hold "
+        "in these records, by how much -, cross-task score, plots) and `plots/`. Only the "
+        "`paper` profile is the paper's setting; the others run reduced point sets, seeds "
+        "and step counts (stated per experiment on their pages).",
+        "",
+    ]
+    if not by_profile:
+        return "\n".join([*lines, "No run records yet: run `make bench`.", ""])
+    claims = paper.get("claims", [])
+    for name, records in by_profile.items():
+        tasks = ordered(records, TASK_ORDER)
+        n_runs = sum(len(v) for by in records.values() for v in by.values())
+        lines += [f"## Profile `{name}`", ""]
+        desc = profile_description(name)
+        if desc:
+            lines += [desc, ""]
+        lines += [
+            f"{n_runs} run{'s' * (n_runs != 1)} on {len(tasks)} task{'s' * (len(tasks) != 1)}; "
+            f"reproduction notes, cross-task score and plots: [`{name}/README.md`]"
+            f"({name}/README.md).",
+            "",
+        ]
+        rows = []
+        for t in tasks:
+            pt = paper.get("tasks", {}).get(t)
+            where = (
+                ", ".join(x for x in (f"§{pt['section']}", pt.get("table"), pt.get("figure")) if x)
+                if pt
+                else "not in the paper"
+            )
+            recs = [r for v in records[t].values() for r in v]
+            counts = "/".join(str(sum(r.get("status") == s for r in recs)) for s in STATUSES)
+            task_claims = [c for c in claims if c["task"] == t]
+            rows_by = {r.baseline: r for r in task_rows(t, records[t], paper)}
+            verdicts = [check_claim(c, rows_by, paper).verdict for c in task_claims]
+            held = f"{verdicts.count('reproduced')} of {len(verdicts)}" if verdicts else "-"
+            rows.append([f"[`{t}`]({name}/{t}.md)", where, str(len(records[t])), counts, held])
+        lines += md_table(
+            ["experiment", "paper", "baselines", "runs ok/diverged/failed", "claims reproduced"],
+            rows,
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- W&B
 def task_table_data(
     records: dict[str, dict[str, list[dict[str, Any]]]], paper: dict[str, Any]
@@ -967,7 +1106,7 @@ def task_table_data(
     return out
 
 
-def push_wandb(results_dir: Path, project: str = "bench-mlkan") -> bool:
+def push_wandb(results_dir: Path, project: str = "bench-mlkan", name: str = "leaderboard") -> bool:
     """Log every task table as a ``wandb.Table`` in one run (job type "leaderboard").
 
     Offline without an API key, nothing with ``WANDB_MODE=disabled``; any W&B error is
@@ -986,7 +1125,7 @@ def push_wandb(results_dir: Path, project: str = "bench-mlkan") -> bool:
         run = wandb.init(
             project=project,
             job_type="leaderboard",
-            name="leaderboard",
+            name=name,
             mode=mode,  # type: ignore[arg-type]
             settings=_settings(),
             reinit="finish_previous",
@@ -1006,29 +1145,65 @@ def push_wandb(results_dir: Path, project: str = "bench-mlkan") -> bool:
 
 # ----------------------------------------------------------------------------- CLI
 def leaderboard_main(argv: list[str] | None = None) -> int:
+    """Exit 0; 1 when a plot failed; 2 for a missing records folder or one without records
+    (nothing is written then)."""
     parser = argparse.ArgumentParser(
         prog="python -m bench_mlkan leaderboard",
-        description="Render the leaderboards (tables, notes, plots) from the run records.",
+        description="Render the leaderboards (tables, notes, plots) from the run records: "
+        "every profile under --results into <out>/<profile>/, plus the index <out>/README.md.",
     )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="records folder")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=SHIPPED_RESULTS,
+        help="records root holding <profile>/ folders (default: the shipped leaderboards/results),"
+        " or one profile's folder (<task>/<baseline>/seed<k>.json: rendered into --out)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: the results folder's parent, i.e. leaderboards/)",
+        help="output folder (default: leaderboards/ for leaderboards/results, runs/leaderboards "
+        "for runs/results, else the records root's parent)",
     )
+    parser.add_argument("--profile", nargs="+", default=None, help="only these profiles")
     parser.add_argument("--no-plots", action="store_true", help="tables and notes only")
     parser.add_argument("--wandb", action="store_true", help="also push the tables to W&B")
     parser.add_argument("--project", default="bench-mlkan", help="W&B project")
     args = parser.parse_args(argv)
-    out = args.out if args.out is not None else Path(args.results).resolve().parent
-    if not Path(args.results).is_dir():
-        print(f"no records folder {args.results}: rendering an empty leaderboard")
-    written = render(args.results, out, plots=not args.no_plots)
+    results: Path = args.results
+    if not results.is_dir():
+        print(f"error: no records folder {results}", file=sys.stderr)
+        return 2
+    if is_profile_folder(results):  # one profile's folder
+        if args.profile:
+            print(
+                "error: --profile needs a records root, not one profile's folder", file=sys.stderr
+            )
+            return 2
+        out = args.out or default_out_root(results.parent) / results.name
+        written = render(results, out, plots=not args.no_plots)
+        pushed = {results.name: results}
+    else:
+        folders = profile_folders(results)
+        unknown = sorted(set(args.profile or []) - set(folders))
+        if not folders or unknown:
+            what = f"no records for profile(s) {', '.join(unknown)}" if unknown else "no records"
+            known = f"; profiles with records: {', '.join(folders)}" if folders else ""
+            print(
+                f"error: {what} under {results} (expected <profile>/<task>/<baseline>/"
+                f"seed<k>.json){known}",
+                file=sys.stderr,
+            )
+            return 2
+        out = args.out or default_out_root(results)
+        written = render_all(results, out, plots=not args.no_plots, profiles=args.profile)
+        pushed = {p: f for p, f in folders.items() if not args.profile or p in args.profile}
     for path in written:
         print(path)
     if args.wandb:
-        push_wandb(Path(args.results), args.project)
+        for name, folder in pushed.items():
+            push_wandb(folder, args.project, name=f"leaderboard-{name}")
     return 1 if written.errors else 0
 
 

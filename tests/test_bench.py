@@ -117,8 +117,8 @@ def test_bench_resumes_and_records_failures(tmp_path, capsys):
     )
     args = ["--profile", profile, "--results", str(results), "--workers", "1", "--no-render"]
     assert bench.bench_main(args) == 0
-    ok = read_record(record_path(results, "regression_rotated", "kan_multilevel", 1))
-    failed = read_record(record_path(results, "regression_rotated", "mlp_small", 1))
+    ok = read_record(record_path(results / "tiny", "regression_rotated", "kan_multilevel", 1))
+    failed = read_record(record_path(results / "tiny", "regression_rotated", "mlp_small", 1))
     assert ok["status"] == "ok"
     assert failed["status"] == "failed" and "bogus" in failed["error"]
     capsys.readouterr()
@@ -126,7 +126,7 @@ def test_bench_resumes_and_records_failures(tmp_path, capsys):
     assert bench.bench_main(args) == 0
     assert "2 already recorded, 0 to run" in capsys.readouterr().out
     # a changed config is rerun; an unchanged one is kept
-    path = record_path(results, "regression_rotated", "kan_multilevel", 1)
+    path = record_path(results / "tiny", "regression_rotated", "kan_multilevel", 1)
     stale = read_record(path)
     stale["config_hash"] = "something-else"
     path.write_text(json.dumps(stale))
@@ -145,5 +145,5 @@ def test_two_worker_processes(tmp_path):
         )
         == 0
     )
-    records = sorted(results.glob("*/*/seed*.json"))
+    records = sorted(results.glob("tiny/*/*/seed*.json"))
     assert len(records) == 4 and all(read_record(p)["status"] == "ok" for p in records)

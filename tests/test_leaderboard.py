@@ -75,16 +75,23 @@ def test_failed_and_diverged_runs_are_listed(tmp_path):
 
 
 def test_shipped_tables_match_shipped_records(tmp_path):
+    """Every shipped profile leaderboards/results/<p>/ renders exactly into leaderboards/<p>/,
+    and the index leaderboards/README.md matches them all."""
     results = SHIPPED / "results"
-    if not any(results.glob("*/*/seed*.json")):
-        pytest.skip("no shipped records under leaderboards/results yet (run `make bench`)")
-    LB.render(results, tmp_path, plots=False)
-    got, shipped = _md_files(tmp_path), _md_files(SHIPPED)
-    assert set(got) <= set(shipped), f"tables missing from leaderboards/: {set(got) - set(shipped)}"
-    for name in sorted(got):
-        assert shipped[name] == got[name], (
-            f"leaderboards/{name} does not match its records; run `make leaderboard`"
-        )
+    profiles = LB.profile_folders(results)
+    assert "quick" in profiles, "the shipped quick records are missing from leaderboards/results"
+    written = LB.render_all(results, tmp_path, plots=False)
+    assert not written.errors
+    assert (tmp_path / "README.md").read_text() == (SHIPPED / "README.md").read_text(), (
+        "leaderboards/README.md does not match the records; run `make leaderboard`"
+    )
+    for name in profiles:
+        got, shipped = _md_files(tmp_path / name), _md_files(SHIPPED / name)
+        assert set(got) == set(shipped), f"leaderboards/{name}/: {set(got) ^ set(shipped)}"
+        for page in sorted(got):
+            assert shipped[page] == got[page], (
+                f"leaderboards/{name}/{page} does not match its records; run `make leaderboard`"
+            )
 
 
 # ----------------------------------------------------------------------------- plots
