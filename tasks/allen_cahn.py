@@ -68,7 +68,7 @@ from .pinn import (
     PINNTask,
     ResidualAttention,
     as_input,
-    gradient,
+    derivatives,
     node_axis,
     resolve_size,
 )
@@ -437,6 +437,7 @@ class AllenCahn1D(PINNTask):
     name = "allen_cahn_1d"
     input_dim = 2
     output_dim = 1
+    coordinates = ("x", "t")
     SIZES = {
         "paper": {
             "n_collocation": 20000,
@@ -575,15 +576,13 @@ class AllenCahn1D(PINNTask):
         return {} if self.attention is None else self.attention.init_state(batch)
 
     def residual(self, model: nn.Module, x: Tensor) -> Tensor:
-        """u_t - eps u_xx - 5u + 5u^3 at points x (a leaf requiring grad): (N,)."""
-        u = self.predict(model, x)
-        g = gradient(u, x)
-        u_xx = gradient(g[:, 0], x)[:, 0]
-        u = u[:, 0]
-        return g[:, 1] - self.eps * u_xx - 5 * u + 5 * u**3
+        """u_t - eps u_xx - 5u + 5u^3 at points x (N, 2): (N,)."""
+        d = derivatives(self, model, x, ("u", "u_t", "u_xx"))
+        u = d["u"]
+        return d["u_t"] - self.eps * d["u_xx"] - 5 * u + 5 * u**3
 
     def loss_terms(self, model, batch, state, update_state: bool = False):
-        r = self.residual(model, as_input(batch["x_collocation"], model, requires_grad=True))
+        r = self.residual(model, batch["x_collocation"])
         if self.attention is not None:
             r = self.attention.weights(state, batch, r, update_state) * r
         x0 = as_input(batch["x_initial"], model)
@@ -593,11 +592,12 @@ class AllenCahn1D(PINNTask):
             "initial": self.weights["initial"] * (e0**2).sum() / self.n_initial,
         }
         if self.periodic == "loss":
-            xl = as_input(batch["x_left"], model, requires_grad=True)
-            xr = as_input(batch["x_right"], model, requires_grad=True)
-            ul, ur = self.predict(model, xl), self.predict(model, xr)
-            dl, dr = gradient(ul, xl)[:, 0], gradient(ur, xr)[:, 0]
-            jump = (ur - ul)[:, 0] ** 2 + (dr - dl) ** 2
+            n = batch["x_left"].shape[0]  # both ends in one pass: left rows, then right rows
+            d = derivatives(
+                self, model, torch.cat([batch["x_left"], batch["x_right"]]), ("u", "u_x")
+            )
+            u, u_x = d["u"], d["u_x"]
+            jump = (u[n:] - u[:n]) ** 2 + (u_x[n:] - u_x[:n]) ** 2
             terms["periodic"] = self.weights["periodic"] * jump.sum() / self.n_boundary
         return terms
 

@@ -41,7 +41,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .pinn import PINNTask, as_input, cell_centred_grid, gradient, node_axis, resolve_size
+from bench_mlkan import jets
+from bench_mlkan.jets import Jet
+
+from .pinn import PINNTask, as_input, cell_centred_grid, derivatives, node_axis, resolve_size
 
 PI = math.pi
 NU_PAPER = 0.01
@@ -107,6 +110,7 @@ class Burgers1D(PINNTask):
     name = "burgers_1d"
     input_dim = 2
     output_dim = 1
+    coordinates = ("x", "t")
     SIZES = {
         "paper": {"n_x": 64, "n_t": 64, "n_initial": 64, "eval_cells": (256, 100)},
         "small": {"n_x": 32, "n_t": 32, "n_initial": 32, "eval_cells": (128, 50)},
@@ -173,11 +177,17 @@ class Burgers1D(PINNTask):
         self._nodes = quadrature_nodes(self.nu, 1.0, refine=self.quadrature_refine)
 
     # -- problem --------------------------------------------------------------------
-    def predict(self, model, x: Tensor) -> Tensor:
-        out = model(self.features(x))
-        if self.boundary == "hard":
-            out = (1 - x[:, :1] ** 2) * out
-        return out
+    def output_transform(self, x: Tensor, out: Tensor) -> Tensor:
+        """``boundary="hard"``: (1 - x^2) * out, so u(+-1, t) = 0 exactly."""
+        return (1 - x[:, :1] ** 2) * out if self.boundary == "hard" else out
+
+    def output_jet(self, x: Jet, out: Jet) -> Jet:
+        if self.boundary != "hard":
+            return out
+        xs = x.column(0)
+        z = xs.value
+        factor = jets.elementwise(xs, 1 - z**2, -2 * z, torch.full_like(z, -2.0))
+        return jets.mul(factor, out)
 
     def initial_condition(self, x: Tensor) -> Tensor:
         """u0(x) = -sin(pi x): (N, 2) points -> (N, 1)."""
@@ -193,15 +203,12 @@ class Burgers1D(PINNTask):
         return batch
 
     def residual(self, model: nn.Module, x: Tensor) -> Tensor:
-        """u_t + u u_x - nu u_xx at points x (a leaf requiring grad): (N,)."""
-        u = self.predict(model, x)
-        g = gradient(u, x)
-        u_x, u_t = g[:, 0], g[:, 1]
-        u_xx = gradient(u_x, x)[:, 0]
-        return u_t + u[:, 0] * u_x - self.nu * u_xx
+        """u_t + u u_x - nu u_xx at points x (N, 2): (N,)."""
+        d = derivatives(self, model, x, ("u", "u_x", "u_t", "u_xx"))
+        return d["u_t"] + d["u"] * d["u_x"] - self.nu * d["u_xx"]
 
     def loss_terms(self, model, batch, state, update_state: bool = False):
-        r = self.residual(model, as_input(batch["x_collocation"], model, requires_grad=True))
+        r = self.residual(model, batch["x_collocation"])
         x0 = as_input(batch["x_initial"], model)
         e0 = self.predict(model, x0) - self.initial_condition(x0)
         terms = {

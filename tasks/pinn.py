@@ -1,21 +1,40 @@
-"""Shared pieces of the physics-informed tasks: input derivatives, residual-based
+"""Shared pieces of the physics-informed tasks: the input-derivative API, residual-based
 attention, point grids and the ``PINNTask`` base class.
 
-Derivatives are taken with ``torch.autograd.grad(..., create_graph=True)`` with respect to
-the *physical* coordinates: the model is called as ``task.predict(model, x)`` =
-``model(task.features(x))``, so the chain rule through ``features`` (and through the
-model's own affine input map onto its grid range) is part of the derivative.
+Input derivatives: every PINN task asks ``derivatives(task, model, x, want)`` for what its
+loss needs, named in the task's physical coordinates (``task.coordinates``, e.g. ("x", "t")):
+"u", "u_x", "u_t", "u_xx", a mixed "u_xy", or "laplacian" (the pure second derivatives
+summed over every coordinate except "t"). The model is evaluated as ``task.predict(model,
+x)`` = ``task.output_transform(x, model(task.features(x)))``, and the chain rule through the
+features, the output transform and the model's own affine input map is part of every
+derivative. Two routes compute the same numbers (to round-off):
+
+* ``"jet"`` (the default): one forward pass of a ``bench_mlkan.jets.Jet`` (value, first
+  derivatives, the asked second derivatives) through the features (``features_jet``), the
+  model (``jets.forward``) and the output transform (``output_jet``); the loss's backward
+  is then one ordinary reverse pass. Used when ``jets.supports(model)`` and the task does not
+  override ``predict`` itself; otherwise the autograd route runs.
+* ``"autograd"``: nested ``torch.autograd.grad(..., create_graph=True)`` (the reference).
+
+Choose with ``route=``, ``set_derivative_route``/``use_derivative_route`` or the environment
+variable ``BENCH_MLKAN_DERIVATIVES=jet|autograd``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import ClassVar
+import contextlib
+import functools
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar, Protocol
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from bench_mlkan import jets
+from bench_mlkan.jets import Jet
 from bench_mlkan.task import Task, solution_metrics
 
 
@@ -56,6 +75,182 @@ def as_input(t: Tensor, model: nn.Module | Callable, requires_grad: bool = False
     dtype, device = model_placement(model, t)
     out = t.detach().to(dtype=dtype, device=device)
     return out.requires_grad_(True) if requires_grad else out
+
+
+# ----------------------------------------------------------------------------- routes
+DERIVATIVE_ROUTES = ("jet", "autograd")
+ROUTE_ENV = "BENCH_MLKAN_DERIVATIVES"
+_route: str | None = None
+
+
+def _check_route(name: str) -> str:
+    if name not in DERIVATIVE_ROUTES:
+        raise ValueError(f"unknown derivative route {name!r}; known: {list(DERIVATIVE_ROUTES)}")
+    return name
+
+
+def derivative_route() -> str:
+    """The route in force: ``set_derivative_route``'s, else ``$BENCH_MLKAN_DERIVATIVES``,
+    else "jet"."""
+    return _check_route(_route or os.environ.get(ROUTE_ENV) or "jet")
+
+
+def set_derivative_route(name: str | None) -> None:
+    """Fix the route for this process (None: back to the environment variable / default)."""
+    global _route
+    _route = None if name is None else _check_route(name)
+
+
+@contextlib.contextmanager
+def use_derivative_route(name: str | None) -> Iterator[None]:
+    """``set_derivative_route(name)`` inside the block only."""
+    global _route
+    old = _route
+    set_derivative_route(name)
+    try:
+        yield
+    finally:
+        _route = old
+
+
+class FeatureMap(Protocol):
+    """Network inputs from physical points (N, d) -> (N, F), and the same map on jets."""
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    def jet(self, x: Jet) -> Jet: ...
+
+
+# ----------------------------------------------------------------------------- requests
+#: recipe of one asked name: ("u" | "first" | "second", coordinate indices / pairs)
+Recipe = tuple[str, list]
+
+
+def plan_derivatives(
+    coordinates: Sequence[str], want: Sequence[str]
+) -> tuple[list[int], list[tuple[int, int]], dict[str, Recipe]]:
+    """What ``want`` needs: the coordinates with first derivatives (sorted), the coordinate
+    pairs (i <= j) with second derivatives (sorted), and a recipe per name."""
+    coords = list(coordinates)
+    recipes: dict[str, Recipe] = {}
+    for name in want:
+        if name == "u":
+            recipes[name] = ("u", [])
+            continue
+        if name == "laplacian":
+            recipes[name] = ("second", [(c, c) for c, n in enumerate(coords) if n != "t"])
+            continue
+        m = re.fullmatch(r"u_([a-z])([a-z])?", name)
+        if m is None or any(g is not None and g not in coords for g in m.groups()):
+            raise ValueError(
+                f"unknown derivative {name!r}; ask for 'u', 'laplacian' or u_<c>, u_<c><c> "
+                f"with coordinates {coords}"
+            )
+        i = coords.index(m.group(1))
+        if m.group(2) is None:
+            recipes[name] = ("first", [i])
+        else:
+            j = coords.index(m.group(2))
+            recipes[name] = ("second", [(min(i, j), max(i, j))])
+    pairs = sorted({p for kind, ps in recipes.values() if kind == "second" for p in ps})
+    firsts = {c for kind, cs in recipes.values() if kind == "first" for c in cs}
+    directions = sorted(firsts | {c for p in pairs for c in p})
+    return directions, pairs, recipes
+
+
+def _defined_in(cls: type, attr: str) -> type:
+    return next(c for c in cls.__mro__ if attr in vars(c))
+
+
+def _jet_maps(task: PINNTask) -> tuple[Callable[[Jet], Jet], Callable[[Jet, Jet], Jet]] | None:
+    """(features on jets, output transform on jets) of the task; None when its prediction
+    cannot be jetted (``predict`` overridden, or ``output_transform`` overridden below its
+    ``output_jet``). Features overridden below their ``features_jet`` are jetted generically
+    (``jets.pointwise``)."""
+    cls = type(task)
+    if _defined_in(cls, "predict") is not PINNTask:
+        return None
+    if not issubclass(_defined_in(cls, "output_jet"), _defined_in(cls, "output_transform")):
+        return None
+    feats = _defined_in(cls, "features")
+    if issubclass(_defined_in(cls, "features_jet"), feats) or feats is Task:
+        return task.features_jet, task.output_jet
+    return (lambda xj: jets.pointwise(task.features, xj)), task.output_jet
+
+
+def derivatives(
+    task: PINNTask,
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    want: Sequence[str],
+    *,
+    features: FeatureMap | None = None,
+    route: str | None = None,
+) -> dict[str, Tensor]:
+    """The prediction and its derivatives in the task's physical coordinates.
+
+    Args:
+        task: the PINN task (its ``coordinates``, ``features``, ``output_transform``).
+        model: network (N, F) -> (N, 1), or any callable (then the autograd route).
+        x: (N, d) physical points (any dtype/device: moved to the model's; no grad needed).
+        want: names, e.g. ("u", "u_t", "u_x", "u_xx"); see the module docstring.
+        features: another feature map than the task's (e.g. one side of an interface).
+        route: "jet" / "autograd" (default ``derivative_route()``); "jet" falls back to
+            autograd where the model or the task has no jet rule.
+    Returns:
+        name -> (N,) tensor, differentiable in the model's parameters.
+    """
+    directions, pairs, recipes = plan_derivatives(task.coordinates, want)
+    route = _check_route(route) if route is not None else derivative_route()
+    maps = _jet_maps(task) if route == "jet" and jets.supports(model) else None
+    if maps is not None:
+        rows = _jet_rows(task, model, x, directions, pairs, features, maps)
+    else:
+        rows = _autograd_rows(task, model, x, directions, pairs, features)
+    out: dict[str, Tensor] = {}
+    for name, (kind, parts) in recipes.items():
+        if kind == "u":
+            out[name] = rows["u"]
+        elif kind == "first":
+            out[name] = rows[parts[0]]
+        else:
+            out[name] = functools.reduce(torch.add, [rows[p] for p in parts])
+    return out
+
+
+def _jet_rows(task, model, x, directions, pairs, features, maps) -> dict:
+    features_jet, output_jet = maps
+    if features is not None:
+        features_jet = features.jet
+    xv = as_input(x, model)
+    pos = {c: k for k, c in enumerate(directions)}
+    xj = jets.seed(xv, directions, [(pos[i], pos[j]) for i, j in pairs])
+    uj = output_jet(xj, jets.forward(model, features_jet(xj)))
+    if uj.data.shape[-1] != 1:
+        raise ValueError(f"derivatives() needs a scalar output, got width {uj.data.shape[-1]}")
+    data = uj.data[..., 0]  # (1 + D + M, N)
+    rows: dict = {"u": data[0]}
+    rows.update({c: data[1 + k] for k, c in enumerate(directions)})
+    rows.update({p: data[1 + len(directions) + m] for m, p in enumerate(pairs)})
+    return rows
+
+
+def _autograd_rows(task, model, x, directions, pairs, features) -> dict:
+    xv = as_input(x, model, requires_grad=bool(directions))
+    if features is None:
+        u = task.predict(model, xv)
+    else:
+        u = task.output_transform(xv, model(features(xv)))
+    if u.shape[-1] != 1:
+        raise ValueError(f"derivatives() needs a scalar output, got width {u.shape[-1]}")
+    rows: dict = {"u": u[:, 0]}
+    if directions:
+        g = gradient(u, xv)
+        rows.update({c: g[:, c] for c in directions})
+        for i in sorted({i for i, _ in pairs}):
+            h = gradient(g[:, i], xv)
+            rows.update({(a, b): h[:, b] for a, b in pairs if a == i})
+    return rows
 
 
 # ----------------------------------------------------------------------------- attention
@@ -164,9 +359,32 @@ class PINNTask(Task):
     kind: ClassVar[str] = "pinn"
     derivative_order: ClassVar[int] = 2
     SIZES: ClassVar[dict[str, dict]] = {}
+    #: single-letter names of the physical input coordinates (``derivatives`` names)
+    coordinates: ClassVar[tuple[str, ...]] = ("x", "y")
 
     _eval_x: Tensor
     _eval_ref: Tensor | None = None
+
+    # -- prediction = output_transform(x, model(features(x))) ----------------------------
+    def predict(self, model: nn.Module | Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        return self.output_transform(x, model(self.features(x)))
+
+    def output_transform(self, x: Tensor, out: Tensor) -> Tensor:
+        """The prediction from the network output ``out`` (N, 1) at physical points x
+        (identity; e.g. a built-in boundary condition). Override with ``output_jet``."""
+        return out
+
+    def output_jet(self, x: Jet, out: Jet) -> Jet:
+        """``output_transform`` on jets: x the physical points' jet, out the network's."""
+        return out
+
+    def features_jet(self, x: Jet) -> Jet:
+        """``features`` on a jet of physical points. Default: identity features pass it
+        through; other features are jetted generically (``jets.pointwise``: autograd on the
+        features alone, which must be pointwise and free of trainable parameters)."""
+        if _defined_in(type(self), "features") is Task:
+            return x
+        return jets.pointwise(self.features, x)
 
     def eval_points(self) -> Tensor:
         return self._eval_x

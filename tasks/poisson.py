@@ -25,9 +25,8 @@ from .pinn import (
     PINNTask,
     as_input,
     cell_centred_grid,
-    gradient,
+    derivatives,
     resolve_size,
-    second_derivative,
     square_grid_sets,
 )
 
@@ -83,14 +82,13 @@ class DirichletSquare2D(PINNTask):
         return {"x_interior": self.x_interior, "x_boundary": self.x_boundary}
 
     def residual(self, model, x: Tensor) -> Tensor:
-        """lap u + k^2 u - f at physical points x (a leaf requiring grad): (N,)."""
-        u = self.predict(model, x)
-        g = gradient(u, x)
-        lap = second_derivative(g[:, 0], x, 0) + second_derivative(g[:, 1], x, 1)
-        return lap + self.k_squared * u[:, 0] - self.source(x)
+        """lap u + k^2 u - f at physical points x (N, 2): (N,)."""
+        d = derivatives(self, model, x, ("u", "laplacian"))
+        x = as_input(x, model)
+        return d["laplacian"] + self.k_squared * d["u"] - self.source(x)
 
     def loss_terms(self, model, batch, state, update_state: bool = False):
-        r = self.residual(model, as_input(batch["x_interior"], model, requires_grad=True))
+        r = self.residual(model, batch["x_interior"])
         u_b = self.predict(model, as_input(batch["x_boundary"], model))
         n_v, n_b = self.x_interior.shape[0], self.x_boundary.shape[0]
         return {

@@ -31,14 +31,15 @@ import math
 import torch
 from torch import Tensor, nn
 
+from bench_mlkan.jets import Jet
+
 from .pinn import (
     PINNTask,
     ResidualAttention,
     as_input,
     cell_centred_grid,
-    gradient,
+    derivatives,
     resolve_size,
-    second_derivative,
     square_grid_sets,
 )
 
@@ -74,6 +75,34 @@ def exact_in_features(z: Tensor) -> Tensor:
     z1, z2, z3 = z[:, 0], z[:, 1], z[:, 2]
     u = torch.sin(3 * PI * z2) * (torch.sin(PI * (z1 - z3) / 2) + torch.sin(PI * (z1 + z3)))
     return u.unsqueeze(-1)
+
+
+class LevelSetFeatures:
+    """The level-set input (x, y, s x) with s held constant (no derivative through s).
+
+    side = 0: s = sign(x), +1 at x = 0 (the task's features: (x, y, |x|)); side = +1 / -1:
+    s = +1 / -1 everywhere, the right / left piece continued across x = 0 (one-sided
+    derivatives at the interface).
+    """
+
+    def __init__(self, side: int = 0):
+        if side not in (-1, 0, 1):
+            raise ValueError(f"side must be -1, 0 or +1, got {side}")
+        self.side = side
+
+    def sign(self, x: Tensor) -> Tensor:
+        """s: (N, 1) in x's dtype."""
+        if self.side:
+            return torch.full_like(x[:, :1], float(self.side))
+        return torch.where(x[:, :1] >= 0, 1.0, -1.0).to(x.dtype)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.cat([x, x[:, :1] * self.sign(x)], dim=-1)
+
+    def jet(self, x: Jet) -> Jet:
+        """The third feature's value and derivatives are s times those of x."""
+        s = self.sign(x.value)
+        return Jet(torch.cat([x.data, x.data[:, :, :1] * s], dim=-1), x.pairs)
 
 
 class PoissonInterface2D(PINNTask):
@@ -147,8 +176,10 @@ class PoissonInterface2D(PINNTask):
 
     def features(self, x: Tensor) -> Tensor:
         """(x, y, |x|) with |x| = x * s, s = sign(x) (s = +1 at x = 0) held constant."""
-        s = torch.where(x[:, :1] >= 0, 1.0, -1.0).to(x.dtype)
-        return torch.cat([x, x[:, :1] * s], dim=-1)
+        return LevelSetFeatures()(x)
+
+    def features_jet(self, x: Jet) -> Jet:
+        return LevelSetFeatures().jet(x)
 
     # -- problem --------------------------------------------------------------------
     def reference(self, x: Tensor) -> Tensor:
@@ -166,23 +197,23 @@ class PoissonInterface2D(PINNTask):
         return {} if self.attention is None else self.attention.init_state(batch)
 
     def residual(self, model: nn.Module, x: Tensor) -> Tensor:
-        """div(eps grad u) - f at physical points x (a leaf requiring grad): (N,)."""
-        u = self.predict(model, x)
-        g = gradient(u, x)
-        u_xx = second_derivative(g[:, 0], x, 0)
-        u_yy = second_derivative(g[:, 1], x, 1)
-        return coefficient(x) * (u_xx + u_yy) - source(x)
+        """div(eps grad u) - f at physical points x (N, 2): (N,)."""
+        lap = derivatives(self, model, x, ("laplacian",))["laplacian"]
+        x = as_input(x, model)
+        return coefficient(x) * lap - source(x)
 
     def flux_jump(self, model: nn.Module, x: Tensor) -> Tensor:
-        """eps_l u_x(0-) - eps_r u_x(0+) at interface points x (on x = 0): (N,)."""
-        z = self.features(x).detach().requires_grad_(True)
-        gz = gradient(model(z), z)
-        return EPS_LEFT * (gz[:, 0] - gz[:, 2]) - EPS_RIGHT * (gz[:, 0] + gz[:, 2])
+        """eps_l u_x(0-) - eps_r u_x(0+) at interface points x (on x = 0): (N,).
+
+        u_x(0-) is the x-derivative of the left piece u(x, y, -x), u_x(0+) of the right
+        piece u(x, y, x): the network's feature gradient (du/dz1 -+ du/dz3)."""
+        left = derivatives(self, model, x, ("u_x",), features=LevelSetFeatures(-1))
+        right = derivatives(self, model, x, ("u_x",), features=LevelSetFeatures(+1))
+        return EPS_LEFT * left["u_x"] - EPS_RIGHT * right["u_x"]
 
     def loss_terms(self, model, batch, state, update_state: bool = False):
         w_v, w_b, w_i = self.weights
-        x_v = as_input(batch["x_interior"], model, requires_grad=True)
-        r = self.residual(model, x_v)
+        r = self.residual(model, batch["x_interior"])
         if self.attention is not None:
             r = self.attention.weights(state, batch, r, update_state) * r
         u_b = self.predict(model, as_input(batch["x_boundary"], model))
