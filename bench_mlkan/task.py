@@ -25,10 +25,22 @@ Contract details (every task module in ``tasks/`` follows them):
   ``mse``; PINNs add each loss component.
 * ``kind``: "regression" or "pinn"; ``derivative_order``: highest input derivative the
   loss takes (0 for regression) - used by the work accounting.
+
+Metadata (class attributes; leaderboards, tuning, plots and scoring read them from here,
+through ``Task.metadata()``, which the bench also stores in every record):
+
+* ``metric`` / ``metric_label``: the ``final_metrics`` key a run is ranked *and* tuned by
+  (lower is better: ``direction = "minimize"``), ``extra_metrics``: columns beside it;
+  ``metric_what``: one sentence on what it measures.
+* ``target`` / ``target_source``: the time-to-target threshold on ``metric`` and where its
+  trajectory comes from ("loss": the training loss of every step, which equals ``metric``;
+  "eval": level-end and periodic evaluations plus the final metrics).
+* ``display_name`` and ``paper_section`` (e.g. "5.3 (Table 3)"; None for other problems).
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -94,7 +106,7 @@ def uniform_grid(domain: Sequence[Sequence[float]], points_per_dim: Sequence[int
     return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
 
 
-class Task:
+class Task(abc.ABC):
     """Base class of every benchmark task (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "task"
@@ -103,8 +115,36 @@ class Task:
     input_dim: int = 1
     output_dim: int = 1
     domain: list[tuple[float, float]] = []
-    #: Paper-style defaults a baseline may use (e.g. widths); purely informative.
-    defaults: ClassVar[dict] = {}
+    # -- metadata (see the module docstring) --
+    display_name: ClassVar[str] = ""
+    paper_section: ClassVar[str | None] = None
+    metric: ClassVar[str] = "rel_l2"
+    metric_label: ClassVar[str] = "relative L2 error"
+    metric_what: ClassVar[str] = (
+        "relative L2 error ||u - u_ref|| / ||u_ref|| on the task's evaluation grid "
+        "(never the training points)"
+    )
+    extra_metrics: ClassVar[tuple[tuple[str, str], ...]] = (("max_abs", "max abs error"),)
+    direction: ClassVar[str] = "minimize"
+    target: ClassVar[float | None] = 1e-1
+    target_source: ClassVar[str] = "eval"
+
+    @classmethod
+    def metadata(cls) -> dict:
+        """The task's ranking metadata as JSON (stored in run records)."""
+        return {
+            "name": cls.name,
+            "display_name": cls.display_name or cls.name,
+            "kind": cls.kind,
+            "paper_section": cls.paper_section,
+            "metric": cls.metric,
+            "metric_label": cls.metric_label,
+            "metric_what": cls.metric_what,
+            "extra_metrics": [list(m) for m in cls.extra_metrics],
+            "direction": cls.direction,
+            "target": cls.target,
+            "target_source": cls.target_source,
+        }
 
     @property
     def feature_dim(self) -> int:
@@ -124,21 +164,22 @@ class Task:
         """Model output at physical points x: (N, output_dim)."""
         return model(self.features(x))
 
+    @abc.abstractmethod
     def reference(self, x: Tensor) -> Tensor:
         """Reference solution at physical points: (N, input_dim) -> (N, output_dim)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def train_batch(self) -> dict[str, Tensor]:
         """The full training batch: point tensors (points along dim 0), float64, CPU.
 
         Input point sets are keyed ``x`` or ``x_<set>`` (the work accounting counts their
         rows as points); targets (``y``) and index tensors may sit beside them."""
-        raise NotImplementedError
 
     def make_state(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per-point training state (e.g. residual-based attention weights); none by default."""
         return {}
 
+    @abc.abstractmethod
     def loss_terms(
         self,
         model: nn.Module,
@@ -147,11 +188,10 @@ class Task:
         update_state: bool = False,
     ) -> dict[str, Tensor]:
         """Weighted loss terms (additive over point shards); the loss is their sum."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def eval_points(self) -> Tensor:
         """Evaluation points (N, input_dim), float64, never the training points."""
-        raise NotImplementedError
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Metrics on the evaluation grid (no split prefix)."""

@@ -64,6 +64,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench_mlkan import cache_files
+
 from .pinn import (
     PINNTask,
     ResidualAttention,
@@ -74,7 +76,7 @@ from .pinn import (
 )
 
 PI = math.pi
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a .sha256 sidecar beside every cache file
 
 
 # ----------------------------------------------------------------------------- solver
@@ -315,10 +317,14 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "bench_mlkan"
 
 
-def _cache_file(cfg: SpectralConfig, check: bool, cache_dir: Path) -> Path:
+def _cache_key(cfg: SpectralConfig, check: bool) -> str:
+    """sha256 of what the cached reference is computed from (config, check, version)."""
     key = json.dumps({**asdict(cfg), "check": check, "v": CACHE_VERSION}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir / f"allen_cahn_{cfg.modes}_{digest}.npz"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _cache_file(cfg: SpectralConfig, check: bool, cache_dir: Path) -> Path:
+    return cache_dir / f"allen_cahn_{cfg.modes}_{_cache_key(cfg, check)[:16]}.npz"
 
 
 def compute_reference(cfg: SpectralConfig, check: bool = True) -> SpectralSolution:
@@ -380,37 +386,65 @@ def clear_reference_cache() -> None:
 
 @functools.lru_cache(maxsize=4)
 def _reference(cfg: SpectralConfig, cache_dir: str, check: bool) -> SpectralSolution:
-    directory = Path(cache_dir) if cache_dir else None
-    path = _cache_file(cfg, check, directory) if directory else None
-    if path is not None and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                acc = f["accuracy"] if f["accuracy"].size else None
-                info = json.loads(str(f["info"]))
-                return SpectralSolution(cfg, f["coeffs"], acc, info)
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable cache: recompute
-    sol = compute_reference(cfg, check)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(
-                        fh,
-                        coeffs=sol.coeffs,
-                        accuracy=np.zeros(0) if sol.accuracy is None else sol.accuracy,
-                        info=json.dumps(sol.info),
-                    )
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        except OSError:
-            pass  # read-only home: keep the in-process copy only
-    return sol
+    """From the verified disk cache, else computed and stored. The cache file has a
+    ``.sha256`` sidecar (``bench_mlkan.cache_files``): a truncated, modified or unreadable
+    file gives one ``CacheWarning`` and is recomputed; builders wait on a file lock."""
+    if not cache_dir:
+        return compute_reference(cfg, check)
+    path, key = _cache_file(cfg, check, Path(cache_dir)), _cache_key(cfg, check)
+    sol, reason = _load_reference(cfg, path, key)
+    if sol is not None:
+        return sol
+    try:
+        with cache_files.build_lock(path):
+            sol, reason = _load_reference(cfg, path, key)  # another process may have built it
+            if sol is not None:
+                return sol
+            if reason != "missing":
+                cache_files.warn_rebuild(path, reason)
+            sol = compute_reference(cfg, check)
+            _save_reference(sol, path, key)
+    except OSError:  # read-only home: keep the in-process copy only
+        pass
+    return sol if sol is not None else compute_reference(cfg, check)
+
+
+def _load_reference(
+    cfg: SpectralConfig, path: Path, key: str
+) -> tuple[SpectralSolution | None, str]:
+    """(the solution, "") from a verified cache file, else (None, why not)."""
+    reason = cache_files.verify(path, key)
+    if reason is not None:
+        return None, reason
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            acc = f["accuracy"] if f["accuracy"].size else None
+            info = json.loads(str(f["info"]))
+            coeffs = f["coeffs"]
+        if coeffs.ndim != 2 or coeffs.shape[1] != cfg.modes // 2 + 1:
+            return None, f"holds coefficients of shape {coeffs.shape}"
+        return SpectralSolution(cfg, coeffs, acc, info), ""
+    except Exception as err:  # noqa: BLE001 - any unreadable file (BadZipFile, ...): rebuild
+        return None, f"unreadable ({type(err).__name__}: {err})"
+
+
+def _save_reference(sol: SpectralSolution, path: Path, key: str) -> None:
+    """Write to a unique temporary beside ``path``, fsync, install with its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(
+                fh,
+                coeffs=sol.coeffs,
+                accuracy=np.zeros(0) if sol.accuracy is None else sol.accuracy,
+                info=json.dumps(sol.info),
+            )
+        os.chmod(tmp, 0o644)
+        cache_files.install(Path(tmp), path, key)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 # ----------------------------------------------------------------------------- the task
@@ -435,6 +469,8 @@ class AllenCahn1D(PINNTask):
     """
 
     name = "allen_cahn_1d"
+    display_name = "Allen-Cahn 1-D"
+    paper_section = "5.4 (Fig. 7-9)"
     input_dim = 2
     output_dim = 1
     coordinates = ("x", "t")

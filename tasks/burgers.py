@@ -108,6 +108,17 @@ class Burgers1D(PINNTask):
     """
 
     name = "burgers_1d"
+    display_name = "Burgers 1-D (nu = 0.01)"
+    paper_section = "5.3 (Table 3)"
+    metric = "train_loss"
+    metric_label = "final training loss"
+    metric_what = (
+        "the full training loss at the final parameters (PDE + initial condition terms, "
+        "as the paper's Table 3); relative L2 error against the Cole-Hopf reference beside it"
+    )
+    extra_metrics = (("rel_l2", "rel. L2"),)
+    target = 1e-3
+    target_source = "loss"
     input_dim = 2
     output_dim = 1
     coordinates = ("x", "t")
@@ -243,6 +254,8 @@ class Burgers1DStandard(Burgers1D):
     """``burgers_1d`` with the standard benchmark's viscosity nu = 0.01 / pi."""
 
     name = "burgers_1d_standard"
+    display_name = "Burgers 1-D (nu = 0.01/pi)"
+    paper_section = None
 
     def __init__(self, nu: float = NU_STANDARD, **kw):
         super().__init__(nu=nu, **kw)

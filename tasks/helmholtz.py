@@ -26,6 +26,7 @@ class Helmholtz2D(DirichletSquare2D):
     """
 
     name = "helmholtz_2d"
+    display_name = "Helmholtz 2-D"
     defaults = {"widths": [2, 5, 1], "degree": 3, "grid_sizes": [4, 8, 16, 32]}
 
     def __init__(

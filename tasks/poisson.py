@@ -123,6 +123,7 @@ class Poisson2D(DirichletSquare2D):
     """
 
     name = "poisson_2d"
+    display_name = "Poisson 2-D"
     k_squared = 0.0
     source_max = 2 * PI**2
     defaults = {"widths": [2, 5, 1], "degree": 3, "grid_sizes": [4, 8, 16, 32]}

@@ -119,6 +119,8 @@ class PoissonInterface2D(PINNTask):
     """
 
     name = "poisson_interface_2d"
+    display_name = "Poisson interface 2-D"
+    paper_section = "5.2 (Fig. 5, 6)"
     input_dim = 2
     output_dim = 1
     SIZES = {

@@ -30,6 +30,12 @@ class FunctionRegression(Task):
     """
 
     name = "function_regression"
+    display_name = "Regression of a function"
+    metric = "test_mse"
+    metric_label = "test MSE"
+    metric_what = "mean squared error on held-out test points; train MSE beside it"
+    extra_metrics = (("train_mse", "train MSE"),)
+    target = 1e-3
     kind = "regression"
     derivative_order = 0
 
@@ -171,6 +177,17 @@ class RotatedRegression(FunctionRegression):
     """
 
     name = "regression_rotated"
+    display_name = "Rotated regression"
+    paper_section = "5.1 (Table 2)"
+    metric = "train_mse"
+    metric_label = "train MSE"
+    metric_what = (
+        "mean squared error on the training points (the paper's Table 2 reports train MSE); "
+        "test MSE on held-out points beside it"
+    )
+    extra_metrics = (("test_mse", "test MSE"),)
+    target = 1e-3
+    target_source = "loss"
     SIZES = {"paper": 20000, "small": 4000, "tiny": 400}
     defaults = {"widths": [2, 5, 1]}
 
