@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -445,3 +444,161 @@ def test_c_kernel_under_address_sanitizer(tmp_path):
     )
     assert "AddressSanitizer" not in fuzz.stderr, fuzz.stderr[-4000:]
     print(fuzz.stdout.strip())
+
+
+# ----------------------------------------------------------------------------- caches
+def _cache_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, cache_files.CacheWarning)]
+
+
+def _check_library(path: Path) -> None:
+    """The library at ``path`` computes what the pure-PyTorch kernel computes."""
+    lib = kernels_c.open_library(path)
+    u, tab, c, g, spec = _map_operands(B=9, P=3, Q=4)
+    ref = K.KERNELS["gather"]
+    assert torch.allclose(lib.contract(c, u, tab, spec), ref.contract(c, u, tab, spec))
+    assert torch.allclose(lib.scatter(c, u, g, spec, 27), ref.scatter(c, u, g, spec, 27))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_c_library_is_detected_and_rebuilt(tmp_path, monkeypatch):
+    good = kernels_c.build()
+    assert good is not None
+    cc = kernels_c._compiler()
+    assert cc is not None
+    path = kernels_c.library_path(cc, directory=tmp_path)
+    shutil.copy(good, path)  # a verified library in a private cache (saves one compile)
+    shutil.copy(cache_files.sidecar(good), cache_files.sidecar(path))
+    assert cache_files.verify(path, kernels_c.build_key(cc)) is None
+    # truncated (the user's "Bus error" in every process): one warning, rebuilt, verified
+    _truncate(path)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert kernels_c.build(directory=tmp_path) == path
+    (message,) = _cache_warnings(record)
+    assert str(path) in message and "sha256 mismatch" in message
+    assert cache_files.verify(path, kernels_c.build_key(cc)) is None
+    with warnings.catch_warnings(record=True) as record:  # verified now: no warning
+        warnings.simplefilter("always")
+        assert kernels_c.build(directory=tmp_path) == path
+    assert _cache_warnings(record) == []
+    # modified (same size), through load() as a fresh process would run it
+    _flip_byte(path)
+    monkeypatch.setenv("BENCH_MLKAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernels_c, "_TRIED", False)
+    monkeypatch.setattr(kernels_c, "_LOADED", None)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        lib = kernels_c.load()
+    assert lib is not None and lib.path == path
+    assert len(_cache_warnings(record)) == 1
+    _check_library(path)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") or p.is_dir()]
+
+
+SMALL_AC = dict(modes=64, dt=1e-2, snapshot_dt=5e-2, t_end=0.2, eps=1e-2)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "other_arrays", "no_sidecar"])
+def test_corrupt_allen_cahn_cache_is_detected_and_rebuilt(tmp_path, damage):
+    from bench_mlkan.tasks import allen_cahn as ac
+
+    cfg = ac.SpectralConfig(**SMALL_AC)
+    exact = ac.compute_reference(cfg)
+    ac.clear_reference_cache()
+    ac.allen_cahn_reference(cfg, str(tmp_path))
+    (path,) = tmp_path.glob("allen_cahn_*.npz")
+    if damage == "truncate":  # the user's BadZipFile on every run
+        _truncate(path)
+    elif damage == "flip_byte":
+        _flip_byte(path)
+    elif damage == "other_arrays":  # a valid archive with other numbers
+        np.savez(path, coeffs=exact.coeffs * 2, accuracy=exact.accuracy, info="{}")
+    else:
+        cache_files.sidecar(path).unlink()
+    ac.clear_reference_cache()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sol = ac.allen_cahn_reference(cfg, str(tmp_path))
+    (message,) = _cache_warnings(record)
+    assert str(path) in message
+    assert np.array_equal(sol.coeffs, exact.coeffs)
+    assert np.array_equal(sol.accuracy, exact.accuracy)
+    ac.clear_reference_cache()  # the next process reads the rebuilt file, silently
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again = ac.allen_cahn_reference(cfg, str(tmp_path))
+    assert _cache_warnings(record) == [] and np.array_equal(again.coeffs, exact.coeffs)
+    ac.clear_reference_cache()
+
+
+_CONCURRENT = """
+import sys, time, warnings
+from pathlib import Path
+import numpy as np, torch
+warnings.simplefilter("error")  # a cache warning here would mean a torn or corrupt file
+from bench_mlkan import kernels as K, kernels_c
+from bench_mlkan.tasks import allen_cahn as ac
+folder = Path(sys.argv[1])
+(folder / f"ready{sys.argv[2]}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.005)
+lib = kernels_c.load(verbose=True)
+assert lib is not None and lib.path.parent == folder / "cache", lib
+u = torch.rand(50, 3, dtype=torch.float64) * 6
+tab = torch.randn(27, 4, dtype=torch.float64)
+spec = K.local_spec(6, 3, 0, torch.float64, torch.device("cpu"))
+ref = K.KERNELS["dense"].contract(None, u, tab, spec)
+assert torch.allclose(lib.contract(None, u, tab, spec), ref)
+cfg = ac.SpectralConfig(**%r)
+sol = ac.allen_cahn_reference(cfg, str(folder / "cache"))
+assert np.array_equal(sol.coeffs, ac.compute_reference(cfg).coeffs)
+print("ok")
+"""
+
+
+def test_two_processes_building_the_caches_at_once(tmp_path):
+    """Both start building the C library and the Allen-Cahn reference at the same moment."""
+    script = tmp_path / "child.py"
+    script.write_text(_CONCURRENT % SMALL_AC)
+    env = dict(os.environ, BENCH_MLKAN_CACHE=str(tmp_path / "cache"), WANDB_MODE="disabled")
+    env.pop("BENCH_MLKAN_NO_C", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), str(i)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 300
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [
+            p.communicate() for p in procs if p.poll() is not None
+        ]
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and out.strip() == "ok", err[-3000:]
+    cache = tmp_path / "cache"
+    libraries = list(cache.glob("mlkan_kernels_*.so"))
+    references = list(cache.glob("allen_cahn_*.npz"))
+    assert len(libraries) == 1 and len(references) == 1
+    cc = kernels_c._compiler()
+    assert cc is not None
+    assert cache_files.verify(libraries[0], kernels_c.build_key(cc)) is None
+    assert not [p.name for p in cache.iterdir() if p.name.endswith(".tmp") or p.is_dir()]
