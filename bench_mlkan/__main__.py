@@ -1,3 +1,3 @@
-from .cli import main
+from bench_mlkan.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -71,7 +71,7 @@ class RunConfig:
     blowup_factor: float = 1e8
     seed: int = 1234
     precision: str = "64"
-    accelerator: str = "cpu"
+    accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
     eval_every: int = 0
@@ -208,6 +208,22 @@ class RunConfig:
         if self.resume_from is not None:
             check_local_file("resume_from", self.resume_from)
         return self
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but probably left over from a replaced optimizer (e.g.
+        ``--set optimizer=lbfgs`` on an Adam recipe keeps its warm-up ramp)."""
+        out = []
+        if self.optimizer == "lbfgs":
+            if self.warmup_steps or self.lr_start is not None:
+                out.append(
+                    f"optimizer lbfgs with a warm-up ramp (lr_start={self.lr_start}, "
+                    f"warmup_steps={self.warmup_steps}): the L-BFGS step length ramps from "
+                    f"{self.lr_start} to {self.lr} at every level; set warmup_steps=0 and "
+                    "lr_start=null unless that is intended"
+                )
+            if self.lr_schedule != "constant":
+                out.append(f"optimizer lbfgs with lr_schedule {self.lr_schedule!r}: made for Adam")
+        return out
 
     def level_steps_nonzero(self) -> list[tuple[int, int]]:
         """(level, steps) from the first to the last level with steps (schedule form)."""

@@ -49,20 +49,35 @@ def total(terms: dict[str, Tensor]) -> Tensor:
 
 # ----------------------------------------------------------------------------- module
 class TaskModule(L.LightningModule):
-    """Wraps ``model`` and ``task``: full-batch steps, level-aware, work-counting."""
+    """Wraps ``model`` and ``task``: full-batch steps, level-aware, work-counting.
+
+    ``config`` (a ``RunConfig`` or its dict) and ``level`` are saved as hyperparameters, so
+    ``TaskModule.load_from_checkpoint(path)`` rebuilds the task and the model (at the
+    checkpoint's level) from the checkpoint alone; ``model`` and ``task`` may be passed
+    prebuilt (the engine does).
+    """
 
     def __init__(
         self,
-        model: nn.Module,
-        task: Task,
-        config: RunConfig,
+        config: RunConfig | dict[str, Any],
         level: int = 0,
-        base_grid_size: int | None = None,
+        model: nn.Module | None = None,
+        task: Task | None = None,
     ):
         super().__init__()
+        config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+        self.save_hyperparameters({"config": config.to_dict(), "level": level})
+        if task is None:
+            from bench_mlkan.tasks import TASKS
+
+            task = TASKS[config.task](**config.task_options)
+        if model is None:
+            dtype = torch.float64 if config.precision == "64" else torch.float32
+            model = build_model(config, task, level).to(dtype)
         self.automatic_optimization = False
         self.model, self.task, self.config = model, task, config
-        self.level, self.base_grid_size = level, base_grid_size
+        self.level = level
+        self.base_grid_size: int | None = config.model_options.get("grid_size")
         batch = task.train_batch()
         self.data: dict[str, Tensor] = dict(batch)
         self.state: dict[str, Tensor] = task.make_state(batch)
@@ -536,8 +551,7 @@ def train(
         check_model(model, multilevel=len(steps) > 1, carry_moments=config.carry_optimizer_state)
     except ModelContractError as e:
         raise ConfigError(f"model: {e}") from e
-    base_grid = config.model_options.get("grid_size")
-    module = TaskModule(model, task, config, level=start, base_grid_size=base_grid)
+    module = TaskModule(config, level=start, model=model, task=task)
     strategy = MultilevelStrategy(
         steps,
         start_level=start,

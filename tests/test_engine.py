@@ -313,3 +313,31 @@ def _check_nan_divergence():
     result = train(cfg, task=PoisonTask(explode_at=2))
     assert result.status == "diverged", result.error
     assert result.diverged["step"] == 2 and result.diverged["level"] == 0
+
+
+@pytest.mark.parametrize("model", ["kan", "mcmlp", "mlp"])
+def test_load_from_checkpoint_rebuilds_task_model_and_level(tmp_path, model):
+    from bench_mlkan.engine import TaskModule
+
+    opts = {"widths": [2, 3, 1]} if model == "mlp" else None
+    cfg = small_config(
+        task="regression_rotated",
+        task_options={"size": "tiny"},
+        model=model,
+        schedule=[4] if model == "mlp" else [2, 2, 2],
+        checkpoint_dir=str(tmp_path),
+        **({"model_options": opts} if opts else {}),
+    )
+    result = train(cfg)
+    loaded = TaskModule.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=True)
+    assert loaded.level == (0 if model == "mlp" else 2)
+    for a, b in zip(result.model.parameters(), loaded.model.parameters()):
+        assert torch.equal(a.detach(), b.detach())
+
+
+def test_a_replaced_optimizer_warns_about_its_leftovers():
+    adam = small_config()
+    assert adam.warnings() == []
+    lbfgs = adam.replace(optimizer="lbfgs")
+    assert any("warm-up ramp" in w for w in lbfgs.warnings())
+    assert lbfgs.replace(warmup_steps=0, lr_start=None).warnings() == []

@@ -245,3 +245,16 @@ def test_records_carry_diagnostics_per_level():
     assert "outside_grid" in result.eval_history[0]
     assert set(result.level_stats) == {0, 1}
     assert all(s["wall_clock"] > 0 for s in result.level_stats.values())
+
+
+def test_commands_run_with_the_allocator_settings_however_started():
+    import subprocess
+    import sys
+
+    code = (
+        "from bench_mlkan.cli import ensure_runtime_env; ensure_runtime_env(); import os; "
+        "print(os.environ.get('MALLOC_MMAP_MAX_'), os.environ.get('MALLOC_TRIM_THRESHOLD_'))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "BENCH_MLKAN_NO"))}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["0", "4294967296"], out.stderr
