@@ -1,0 +1,333 @@
+"""The ablation tooling: seed statistics, outside-grid continuations, ReLU-basis init,
+named regression targets, the ablation profile and the sensitivity page.
+
+References are independent: scipy's BSpline (extrapolation, basis elements), numpy sums
+of power-ReLUs, exact rank-test p-values enumerated by hand, scipy.stats.bootstrap.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+from scipy.interpolate import BSpline
+
+from bench_mlkan import stats
+from bench_mlkan.models import KAN, MultichannelMLP
+from bench_mlkan.sensitivity import (
+    CLAIMS,
+    Reading,
+    Run,
+    collect,
+    evaluate_claim,
+    load_readings,
+    render_page,
+)
+from bench_mlkan.splines import change_of_basis
+from bench_mlkan.tasks import TASKS
+from bench_mlkan.tasks.regression import REGRESSION_TARGETS
+
+
+# ----------------------------------------------------------------------------- stats
+def exact_mwu_less(a, b) -> float:
+    """P(U_a <= u_obs) under H0 by enumerating every split of the pooled ranks (no ties)."""
+    pooled = sorted(a + b)
+    rank = {v: i + 1 for i, v in enumerate(pooled)}
+    obs = sum(rank[v] for v in a)
+    n = len(a)
+    sums = [sum(c) for c in itertools.combinations(range(1, len(pooled) + 1), n)]
+    return sum(s <= obs for s in sums) / len(sums)
+
+
+def test_rank_test_matches_enumeration():
+    a = [1e-5, 3e-5, 2e-4, 7e-6, 5e-5]
+    b = [4e-4, 1e-3, 2.5e-5, 6e-3, 9e-4]
+    # factor 1: "a < b"
+    assert stats.rank_test_lower(a, b) == pytest.approx(exact_mwu_less(a, b), rel=1e-12)
+    # fully separated: the smallest exact p, 1/252
+    assert stats.rank_test_lower([1, 2, 3, 4, 5], [10, 20, 30, 40, 50]) == pytest.approx(1 / 252)
+    # the factor shifts a: 10 * a vs b
+    a10 = [10 * v for v in a]
+    assert stats.rank_test_lower(a, b, 10.0) == pytest.approx(exact_mwu_less(a10, b), rel=1e-12)
+
+
+def test_paired_test_by_hand():
+    # every pair in the claimed direction: p = 1 / 2^5
+    assert stats.paired_test_lower([1, 2, 3, 4, 5], [2, 5, 7, 9, 11]) == pytest.approx(1 / 32)
+    # with the factor, 2 of 5 pairs reverse: |d| ranks by hand
+    lower, higher = [1.0, 1.0, 1.0, 1.0, 1.0], [20.0, 50.0, 8.0, 5.0, 300.0]
+    d = np.log(10.0) - np.log(higher)  # log(10 * lower) - log(higher)
+    ranks = sps.rankdata(np.abs(d))
+    w_plus = ranks[d > 0].sum()
+    # exact null: every sign pattern equally likely
+    dist = [
+        sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=5)
+    ]
+    p_hand = sum(w <= w_plus for w in dist) / 32
+    assert stats.paired_test_lower(lower, higher, 10.0) == pytest.approx(p_hand)
+
+
+def test_gmean_ratio_and_summary():
+    a, b = [1e-5, 4e-5, 2e-5], [3e-3, 1e-3, 9e-3, 2e-3]
+    assert stats.gmean_ratio(a, b) == pytest.approx(sps.gmean(b) / sps.gmean(a), rel=1e-12)
+    s = stats.summarize(b)
+    assert s.mean == pytest.approx(np.mean(b)) and s.sd == pytest.approx(np.std(b, ddof=1))
+    assert s.median == pytest.approx(2.5e-3) and s.gmean == pytest.approx(sps.gmean(b))
+    assert s.gsd == pytest.approx(math.exp(np.std(np.log(b), ddof=1)))
+    # a diverged run (+inf): infinite mean and gmean, median an order statistic
+    d = stats.summarize([1.0, 2.0, math.inf])
+    assert d.mean == math.inf and d.gmean == math.inf and d.median == 2.0
+    for bad in ([], [0.0], [-1.0], [math.nan]):
+        with pytest.raises(ValueError):
+            stats.summarize(bad)
+
+
+def test_bootstrap_interval_against_scipy():
+    rng = np.random.default_rng(5)
+    a = np.exp(rng.normal(-10, 1.0, 5))
+    b = np.exp(rng.normal(-6, 1.5, 5))
+    lo, hi = stats.bootstrap_ratio_interval(a, b, n_resamples=40000, seed=1)
+    ref = sps.bootstrap(
+        (np.log(a), np.log(b)),
+        lambda x, y, axis=-1: np.mean(y, axis=axis) - np.mean(x, axis=axis),
+        n_resamples=40000,
+        method="percentile",
+        paired=False,
+        random_state=2,
+    ).confidence_interval
+    assert math.log(lo) == pytest.approx(ref.low, abs=0.05)
+    assert math.log(hi) == pytest.approx(ref.high, abs=0.05)
+    # constant groups: the interval collapses onto the ratio
+    assert stats.bootstrap_ratio_interval([2.0] * 3, [8.0] * 4) == pytest.approx((4.0, 4.0))
+
+
+def test_compare_verdicts():
+    low = [1e-5, 2e-5, 1.5e-5, 3e-5, 1.2e-5]
+    far = [1e-3, 2e-3, 5e-4, 3e-3, 8e-4]  # ~ 60x above
+    near = [2e-5, 4e-5, 3e-5, 5e-5, 2.5e-5]  # ~ 2x above
+    assert stats.compare(low, far, 10).verdict == "holds"
+    assert stats.compare(low, near, 10).verdict == "fails"
+    # 2 seeds each: the ratio passes but no rank test with n = 2 can be significant
+    assert stats.compare(low[:2], far[:2], 10).verdict == "holds (n.s.)"
+    c = stats.compare(low, [*far[:4], math.inf], 10)  # a diverged run in the worse group
+    assert c.verdict == "holds" and c.ratio == math.inf
+
+
+# ----------------------------------------------------------------------------- models
+@pytest.mark.parametrize("cls", [KAN, MultichannelMLP])
+def test_extend_continues_the_end_pieces_like_scipy(cls):
+    torch.manual_seed(0)
+    model = cls([1, 1], 6, 3, (-1.0, 0.5), init_std=1.0, outside="extend").double()
+    x = torch.linspace(-2.5, 2.0, 451, dtype=torch.float64)[:, None]
+    kan = model if cls is KAN else model.to_kan()
+    c = kan.layers[0].coef.detach()[0, 0].numpy()
+    ref = BSpline(model.grid.knots().numpy(), c, 3, extrapolate=True)(x[:, 0].numpy())
+    assert np.abs(model(x).detach().numpy()[:, 0] - ref).max() < 1e-9
+    # exact under refinement everywhere, not only on the grid range
+    assert (model.refined()(x) - model(x)).abs().max() < 1e-9
+
+
+def test_literal_continuations():
+    torch.manual_seed(1)
+    kan = KAN([1, 1], 6, 3, (-1.0, 0.5), init_std=1.0, outside="literal").double()
+    mc = kan.to_multichannel()
+    assert mc.outside == "literal"
+    x = torch.linspace(-2.5, 2.0, 451, dtype=torch.float64)[:, None]
+    xs = x[:, 0].numpy()
+    t, c = kan.grid.knots().numpy(), kan.layers[0].coef.detach()[0, 0].numpy()
+    # spline form: B-splines on the extended knots, 0 past them
+    basis = [
+        np.nan_to_num(BSpline.basis_element(t[j : j + 5], extrapolate=False)(xs))
+        for j in range(len(c))
+    ]
+    ref_spline = sum(cj * bj for cj, bj in zip(c, basis))
+    assert np.abs(kan(x).detach().numpy()[:, 0] - ref_spline).max() < 1e-12
+    # power-ReLU form: sum_j w_j ReLU((x - t_j) / h)^3 without a clamp
+    w = c @ change_of_basis(kan.grid, True).numpy()
+    psi = np.maximum((xs[:, None] - t[: len(c)]) / kan.grid.h, 0) ** 3
+    assert np.abs(mc(x).detach().numpy()[:, 0] - psi @ w).max() < 1e-9
+    # the two forms agree on the left and on [a, b], differ on the right
+    left = xs <= 0.5
+    assert np.abs(ref_spline[left] - (psi @ w)[left]).max() < 1e-9
+    assert np.abs(ref_spline[~left] - (psi @ w)[~left]).max() > 1.0
+
+
+def test_outside_options_do_not_change_the_default():
+    torch.manual_seed(3)
+    a = MultichannelMLP([2, 5, 1], 5, 3, linear_first=True, squash=None)
+    torch.manual_seed(3)
+    b = MultichannelMLP(
+        [2, 5, 1], 5, 3, linear_first=True, squash=None, outside="clamp", init="spline_iid"
+    )
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert "outside" not in a.config
+    x = torch.randn(50, 2) * 3
+    assert torch.equal(a(x), b(x))
+    # inside the grid range every continuation is the clamped function
+    inside = torch.rand(200, 1, dtype=torch.float64) * 2 - 1
+    torch.manual_seed(4)
+    ref = KAN([1, 2], 8, 3).double()
+    for outside in ("extend", "literal"):
+        torch.manual_seed(4)
+        other = KAN([1, 2], 8, 3, outside=outside).double()
+        assert (other(inside) - ref(inside)).abs().max() < 1e-12
+    with pytest.raises(ValueError):
+        KAN([1, 1], 4, 3, outside="mirror")
+    with pytest.raises(ValueError):
+        MultichannelMLP([1, 1], 4, 3, init="xavier")
+
+
+def test_relu_iid_init_draws_the_weights():
+    torch.set_default_dtype(torch.float64)  # no float32 rounding between draw and check
+    try:
+        torch.manual_seed(0)
+        iid = MultichannelMLP([4, 50], 40, 3, init="relu_iid", init_std=0.3)
+        torch.manual_seed(0)
+        conv = MultichannelMLP([4, 50], 40, 3, init_std=0.3)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    w = iid.layers[0].weight.detach()
+    assert w.std().item() == pytest.approx(0.3 / 2, rel=0.05)  # init_std / sqrt(fan_in)
+    assert w.mean().abs().item() < 0.01
+    c = conv.layers[0].spline_coefficients().detach()
+    assert c.std().item() == pytest.approx(0.3 / 2, rel=0.05)
+    # the same random draw, read as w (relu_iid) or as c (default)
+    assert torch.allclose(c, w, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- targets
+def test_named_targets_by_hand():
+    p = torch.tensor([[0.5, 1.0], [0.8, 0.0], [0.2, 1.0], [0.25, 0.25]], dtype=torch.float64)
+    assert REGRESSION_TARGETS["smooth"](p)[0].item() == pytest.approx(math.exp(2.0))
+    assert REGRESSION_TARGETS["sharp_front"](p)[1].item() == pytest.approx(0.0, abs=1e-15)
+    assert REGRESSION_TARGETS["kink"](p)[2].item() == pytest.approx(0.0 + 0.5 * 0.64)
+    osc = math.sin(6 * math.pi * 0.5) + math.cos(0.0)
+    assert REGRESSION_TARGETS["oscillatory"](p)[3].item() == pytest.approx(osc, abs=1e-12)
+
+
+def test_regression_task_picks_a_target():
+    paper = TASKS["regression_rotated"](size="tiny")
+    same = TASKS["regression_rotated"](size="tiny", target="rotated")
+    assert torch.equal(paper.y_train, same.y_train)
+    front = TASKS["regression_rotated"](size="tiny", target="sharp_front")
+    assert torch.equal(front.x_train, paper.x_train)  # same points, another target
+    ref = torch.tanh(40 * (front.x_train[:, 0] + 0.6 * front.x_train[:, 1] - 0.8))
+    ref = (ref - ref.min()) / (ref.max() - ref.min())
+    assert torch.allclose(front.y_train[:, 0], ref, atol=1e-12)
+    assert front.describe()["target"] == "sharp_front"
+    with pytest.raises(ValueError, match="unknown target"):
+        TASKS["regression_rotated"](size="tiny", target="nope")
+
+
+# ----------------------------------------------------------------------------- profile
+def test_ablation_profile_configs_validate():
+    from bench_mlkan.bench import expand, load_profile
+
+    profile = load_profile("ablation_regression")
+    variants = [e.get("variant") for e in profile["experiments"]]
+    assert all(variants) and all(e.get("description") for e in profile["experiments"])
+    specs = expand(profile)
+    assert specs
+    from bench_mlkan.config import RunConfig
+
+    for spec in specs:
+        RunConfig.from_dict(spec.config).validate()
+
+
+# ----------------------------------------------------------------------------- page
+def record(baseline, variant, seed, value, status="ok"):
+    return {
+        "task": "regression_rotated",
+        "baseline": baseline,
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "final_metrics": {"train_mse": value} if status == "ok" else {},
+    }
+
+
+def fixture_records():
+    seeds = [1234, 1235, 1236, 1237, 1238]
+    wiggle = [1.0, 1.5, 0.7, 1.2, 0.9]
+    paper_like = {  # every claim holds
+        "kan_coarse": 1.6e-3,
+        "kan_fine": 2e-3,
+        "kan_multilevel": 3e-5,
+        "mcmlp_coarse": 1.1e-2,
+        "mcmlp_fine": 1.3,
+        "mcmlp_multilevel": 1.0e-2,
+    }
+    ours = {  # multilevel no better than fine; ReLU fine does not fail
+        "kan_coarse": 1.4e-4,
+        "kan_fine": 1.8e-5,
+        "kan_multilevel": 7e-5,
+        "mcmlp_coarse": 3e-3,
+        "mcmlp_fine": 1e-2,
+        "mcmlp_multilevel": 3e-3,
+    }
+    recs = []
+    for variant, table in (("literal", paper_like), ("suite", ours)):
+        for b, v in table.items():
+            for s, w in zip(seeds, wiggle):
+                recs.append(record(b, variant, s, v * w))
+    recs[-1] = record("mcmlp_multilevel", "suite", 1238, None, status="diverged")
+    recs.append(record("kan_fine", "suite", 1239, None, status="failed"))
+    return recs
+
+
+READINGS = [
+    Reading("literal", "a reading under which the paper reproduces", {"a": 1}),
+    Reading("suite", "the suite's defaults", {}),
+]
+
+
+def test_claims_on_fixture_records():
+    data = collect(fixture_records())
+    verdicts = {v: {c.key: evaluate_claim(c, data[v]).verdict for c in CLAIMS} for v in data}
+    assert all(x == "holds" for x in verdicts["literal"].values())
+    s = verdicts["suite"]
+    assert s["C1"] == "holds"  # 7e-5 * mean(wiggle) = 7.4e-5, within 3x of 3.67e-5
+    assert s["C3"] == "fails" and s["C5"] == "fails" and s["C6"] == "holds"
+    assert s["C4"] == "holds"
+    # the diverged run is +inf, the failed one is left out
+    runs = data["suite"]["mcmlp_multilevel"]
+    assert runs[-1].value == math.inf and len(data["suite"]["kan_fine"]) == 6
+    assert evaluate_claim(CLAIMS[0], {}).verdict == "no data"
+
+
+def test_page_renders_from_fixture_records():
+    page = render_page(
+        collect(fixture_records()), READINGS, task="regression_rotated", profile="ablation_x"
+    )
+    first = page.split("\n\n")[2]
+    assert first.startswith("**All claims reproduce together under: `literal`.**")
+    assert "C5 (ReLU fine fails (median MSE > 0.1)): `literal`;" in first
+    row = next(line for line in page.splitlines() if line.startswith("| `suite` | **holds**"))
+    assert "fails" in row
+    assert "1 div" in page and "1 failed" in page and "1239: - (failed)" in page
+    assert '`{"a": 1}`' in page
+
+
+def test_load_readings_merges_experiments(tmp_path):
+    profile = {
+        "experiments": [
+            {"task": "regression_rotated", "variant": "x", "description": "d",
+             "overrides": {"lr": 0.5}, "baselines": ["kan_fine"], "seeds": [1]},
+            {"task": "regression_rotated", "variant": "x", "description": "d",
+             "overrides": {"lr": 0.5}, "baselines": ["mlp_large"], "seeds": [1]},
+            {"task": "burgers_1d", "variant": "y", "baselines": ["kan_fine"], "seeds": [1]},
+        ]
+    }  # fmt: skip
+    (r,) = load_readings(json.loads(json.dumps(profile)), "regression_rotated")
+    assert r.name == "x" and r.baselines == ("kan_fine", "mlp_large") and r.overrides == {"lr": 0.5}
+
+
+def test_run_dataclass_order():
+    data = collect([record("kan_fine", "v", 2, 1e-3), record("kan_fine@v", None, 1, 2e-3)])
+    assert [r.seed for r in data["v"]["kan_fine"]] == [1, 2]
+    assert data["v"]["kan_fine"][0] == Run(1, "ok", 2e-3)
