@@ -2,7 +2,7 @@
 
 All map (batch, widths[0]) -> (batch, widths[-1]). ``KAN`` trains B-spline coefficients
 c[q, p, :]; ``MultichannelMLP`` trains power-ReLU weights w[q, p, :] = c[q, p, :] @ A
-(shared/PAPER.md section 2). Both represent the same function on the grid range, convert
+(METHOD.md section 2). Both represent the same function on the grid range, convert
 into each other exactly (``to_multichannel`` / ``to_kan``) and refine exactly
 (``refined``: every spline layer's grid_size doubled, same function).
 

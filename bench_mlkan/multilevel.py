@@ -1,4 +1,4 @@
-"""``MultilevelStrategy``: coarse-to-fine training as a Lightning callback (PAPER.md 4).
+"""``MultilevelStrategy``: coarse-to-fine training as a Lightning callback (METHOD.md 4).
 
 At each level boundary (a global step count) it refines the model exactly, checks that
 the loss right after equals the loss right before (to ``refine_rtol``; a mismatch raises

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules (PAPER.md sections 4, 5).
+"""Optimizers and learning-rate schedules (METHOD.md sections 4, 5).
 
 Every level gets a fresh optimizer and a fresh ``LambdaLR`` whose factor is
 

@@ -479,7 +479,7 @@ def draw_condition_growth(path: Path) -> None:
     _save(fig, path)
 
 
-#: The paper's quoted condition numbers (PAPER.md section 2): (n, degree) -> value.
+#: The paper's quoted condition numbers (METHOD.md section 2): (n, degree) -> value.
 PAPER_CONDITION = {(10, 0): 175.0, (10, 2): 3e6, (100, 2): 6.5e11}
 
 

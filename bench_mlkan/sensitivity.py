@@ -1,4 +1,4 @@
-"""Which readings of the paper reproduce its regression claims (Table 2, PAPER.md 5.1).
+"""Which readings of the paper reproduce its regression claims (Table 2, METHOD.md 5.1).
 
 An ablation profile (``bench_mlkan/profiles/ablation_regression.json``) runs the Table 2
 baselines under several *readings* - experiments that share a ``variant`` name and a set
@@ -63,7 +63,7 @@ class Claim:
     value: float | None = None
 
 
-#: The claims of the paper's Table 2 (PAPER.md 5.1).
+#: The claims of the paper's Table 2 (METHOD.md 5.1).
 CLAIMS: tuple[Claim, ...] = (
     Claim("C1", "spline multilevel within 3x of 3.67e-5", "within", "kan_multilevel",
           factor=3.0, value=3.67e-5),

@@ -1,6 +1,6 @@
 """Spline maths on uniform grids: pure tensor functions, no Lightning.
 
-Conventions (shared/PAPER.md section 1): a grid on [a, b] has ``grid_size`` = n intervals
+Conventions (METHOD.md section 1): a grid on [a, b] has ``grid_size`` = n intervals
 of width h = (b - a)/n and knots t_j = a + j h for j = -k .. n+k (k extension knots on each
 side), k = ``degree``. There are n + k basis functions per edge, B_j for j = -k .. n-1,
 stored at position i = j + k (0-based) along the last axis.
@@ -257,7 +257,7 @@ def prolongation(grid: Grid, dtype=torch.float64, device=None) -> Tensor:
     """Dyadic prolongation P: (2n + k, n + k), with c_fine = P @ c_coarse exactly.
 
     B_j^coarse = sum_{s=0..k+1} 2^-k C(k+1, s) B_{2j+s}^fine on [a, b] (the corrected mask
-    of shared/PAPER.md section 4); fine indices outside -k .. 2n-1 are dropped.
+    of METHOD.md section 4); fine indices outside -k .. 2n-1 are dropped.
     """
     return _prolongation_f64(grid.grid_size, grid.degree).to(dtype=dtype, device=device)
 

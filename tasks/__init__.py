@@ -3,12 +3,12 @@
 ``TASKS[name](**options)`` builds a task; see ``bench_mlkan.task`` for the contract.
 
 =======================  ======================================================
-``regression_rotated``   the paper's rotated regression target (PAPER.md 5.1)
+``regression_rotated``   the paper's rotated regression target (METHOD.md 5.1)
 ``function_regression``  regression of any user callable
-``poisson_interface_2d`` discontinuous-coefficient Poisson PINN (PAPER.md 5.2)
-``burgers_1d``           Burgers PINN, ``nu`` selectable (PAPER.md 5.3)
+``poisson_interface_2d`` discontinuous-coefficient Poisson PINN (METHOD.md 5.2)
+``burgers_1d``           Burgers PINN, ``nu`` selectable (METHOD.md 5.3)
 ``burgers_1d_standard``  the same with the standard nu = 0.01 / pi
-``allen_cahn_1d``        Allen-Cahn PINN (PAPER.md 5.4)
+``allen_cahn_1d``        Allen-Cahn PINN (METHOD.md 5.4)
 ``poisson_2d``           lap u = -2 pi^2 sin(pi x) sin(pi y) on [-1, 1]^2
 ``helmholtz_2d``         lap u + u = q, u = sin(pi x) sin(4 pi y) on [-1, 1]^2
 =======================  ======================================================

@@ -1,4 +1,4 @@
-"""1-D Allen-Cahn equation (PAPER.md 5.4, standard signs)::
+"""1-D Allen-Cahn equation (METHOD.md 5.4, standard signs)::
 
     u_t = eps u_xx + 5 u - 5 u^3,   x in [-1, 1] periodic, t in [0, 1],   eps = 1e-4,
     u(x, 0) = x^2 cos(pi x).
@@ -43,7 +43,7 @@ sees (x, t)) adds the term mean_B [(u(1,t) - u(-1,t))^2 + (u_x(1,t) - u_x(-1,t))
 periodic, and drops that term.
 
 Loss (means over the global counts): pde_weight mean_C (lambda_i r_i)^2 with residual-based
-attention (mu = 1e-4, PAPER.md 5.2) + initial_weight mean_I (u - u0)^2 (+ periodic term).
+attention (mu = 1e-4, METHOD.md 5.2) + initial_weight mean_I (u - u0)^2 (+ periodic term).
 Decision (the paper gives no weights): pde 1, initial 100, periodic 1; the initial
 condition is the only information that selects the solution.
 """
@@ -449,7 +449,7 @@ def _save_reference(sol: SpectralSolution, path: Path, key: str) -> None:
 
 # ----------------------------------------------------------------------------- the task
 class AllenCahn1D(PINNTask):
-    """The paper's Allen-Cahn problem (PAPER.md 5.4); see the module docstring.
+    """The paper's Allen-Cahn problem (METHOD.md 5.4); see the module docstring.
 
     Args:
         size: "paper" (20,000 random collocation + 501 initial + 201 periodic-pair points),

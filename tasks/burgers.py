@@ -1,4 +1,4 @@
-"""1-D viscous Burgers equation (PAPER.md 5.3)::
+"""1-D viscous Burgers equation (METHOD.md 5.3)::
 
     u_t + u u_x - nu u_xx = 0,   x in [-1, 1], t in [0, 1],
     u(x, 0) = -sin(pi x),        u(-1, t) = u(1, t) = 0,
@@ -96,7 +96,7 @@ def cole_hopf(x: Tensor, nu: float, nodes: Tensor | None = None, chunk: int = 81
 
 
 class Burgers1D(PINNTask):
-    """Burgers' equation (PAPER.md 5.3); see the module docstring.
+    """Burgers' equation (METHOD.md 5.3); see the module docstring.
 
     Args:
         nu: viscosity (0.01 = the paper; 0.01 / pi = the standard benchmark).

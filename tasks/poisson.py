@@ -4,7 +4,7 @@ boundary, f = -2 pi^2 sin(pi x) sin(pi y), exact u = sin(pi x) sin(pi y).
 ``DirichletSquare2D`` is the shared body of this task and ``helmholtz_2d``: a linear
 operator lap u + k^2 u = f with a closed-form solution vanishing on the boundary, on an
 n x n node grid (ends included; (n-2)^2 interior and 4(n-1) boundary points, the 51 x 51
-grid of PAPER.md 5.2 by default). Loss (means over the global counts)::
+grid of METHOD.md 5.2 by default). Loss (means over the global counts)::
 
     pde_weight * mean_V (lap u + k^2 u - f)^2 + boundary_weight * mean_B u^2
 

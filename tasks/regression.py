@@ -1,4 +1,4 @@
-"""Regression tasks: the paper's rotated target (PAPER.md 5.1) and any user callable.
+"""Regression tasks: the paper's rotated target (METHOD.md 5.1) and any user callable.
 
 ``REGRESSION_TARGETS`` names further targets on the unit square (smooth, oscillatory, a
 sharp front, a kink) that ``regression_rotated`` fits instead of the paper's with
@@ -121,7 +121,7 @@ class FunctionRegression(Task):
 
 
 def rotated_target(p: Tensor, angle: float = 0.175, centre: float = 0.5) -> Tensor:
-    """PAPER.md 5.1: f(R^-1 (p - c) + c), f(x, y) = cos(4 pi x) + sin(pi y) + sin(2 pi y)
+    """METHOD.md 5.1: f(R^-1 (p - c) + c), f(x, y) = cos(4 pi x) + sin(pi y) + sin(2 pi y)
     + |sin(3 pi y^2)|, R the counter-clockwise rotation by ``angle`` about (c, c)."""
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = p[:, 0] - centre, p[:, 1] - centre
@@ -169,7 +169,7 @@ REGRESSION_TARGETS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 class RotatedRegression(FunctionRegression):
-    """The paper's regression (PAPER.md 5.1): 20,000 uniform points in [1e-4, 1 - 1e-4]^2,
+    """The paper's regression (METHOD.md 5.1): 20,000 uniform points in [1e-4, 1 - 1e-4]^2,
     targets min-max normalised to [0, 1]; train MSE (as the paper) and held-out test MSE.
 
     ``size``: "paper" (20,000 train), "small" (4,000) or "tiny" (400); ``n_train`` overrides.

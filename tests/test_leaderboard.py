@@ -165,7 +165,7 @@ def test_residual_spectrum_of_a_known_function():
 
 # ----------------------------------------------------------------------------- maths
 def test_condition_numbers_match_the_paper():
-    """PAPER.md section 2: n = 10: ~175 (k = 0), ~3e6 (k = 2); n = 100: ~6.5e11 (k = 2)."""
+    """METHOD.md section 2: n = 10: ~175 (k = 0), ~3e6 (k = 2); n = 100: ~6.5e11 (k = 2)."""
     from bench_mlkan import plots as P
 
     assert P.condition_number(10, 0) == pytest.approx(175, rel=0.01)
@@ -273,7 +273,7 @@ def test_claims_verdicts():
 
 
 def test_paper_results_transcription():
-    """paper_results.json carries PAPER.md's tables 5.1 and 5.3 exactly."""
+    """paper_results.json carries METHOD.md's tables 5.1 and 5.3 exactly."""
     paper = LB.load_paper()
     reg = paper["tasks"]["regression_rotated"]["rows"]
     assert reg["kan_multilevel"]["mean"] == 3.67e-5 and reg["kan_multilevel"]["sd"] == 7.19e-5

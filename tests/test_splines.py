@@ -363,7 +363,7 @@ def test_prolongation_nests_scipy_bsplines(degree, grid_size, grid_range, measur
     ],
 )
 def test_prolongation_masks(degree, mask):
-    """PAPER.md section 4 (the corrected masks): column j holds the mask at fine rows
+    """METHOD.md section 4 (the corrected masks): column j holds the mask at fine rows
     2j .. 2j+k+1 (indices; positions shifted by k), dropped outside -k .. 2n-1."""
     n, k = 6, degree
     P = prolongation(Grid(n, k)).numpy()
