@@ -39,11 +39,14 @@ test: $(STAMP)
 test-all: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# make bench: trains the profile into runs/results/<profile>/ (git-ignored), renders
+# runs/leaderboards/<profile>/ and compares with the shipped leaderboards/results/<profile>/.
 bench: $(STAMP)
 	$(PY) -m bench_mlkan bench --profile $(PROFILE) --workers $(WORKERS) $(BENCH_ARGS)
 
+# make leaderboard: re-renders every shipped profile (leaderboards/<profile>/, index README.md).
 leaderboard: $(STAMP)
-	$(PY) -m bench_mlkan leaderboard
+	$(PY) -m bench_mlkan leaderboard $(LEADERBOARD_ARGS)
 
 tune: $(STAMP)
 	$(PY) -m bench_mlkan tune $(TUNE_ARGS)

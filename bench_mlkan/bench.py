@@ -2,11 +2,29 @@
 
 ``python -m bench_mlkan bench --profile quick [--tasks ...] [--baselines ...] [--workers N]``
 expands a profile (``bench_mlkan/profiles/<name>.json``: experiments = task x baselines x
-seeds, with size overrides) into runs, skips every run whose record already exists with
-the same config (so a killed bench resumes where it stopped), runs the rest in parallel
-worker processes (one per visible GPU where there are GPUs), writes each record
-atomically, then renders the leaderboards. A failed or diverged run is recorded and
-never stops the others.
+seeds, with size overrides; an experiment with ``"variant": "v"`` makes rows ``b@v``),
+validates every config, plans the runs against the records of
+``<results>/<profile>/`` (``runs/results`` by default, git-ignored; see
+``bench_mlkan.records``), runs them in spawned worker processes (one per visible GPU where
+there are GPUs), renders ``<leaderboards>/<profile>/`` (default ``runs/leaderboards``) and
+compares the main metric with the shipped records of the same profile
+(``leaderboards/results/<profile>/``).
+
+Planning, per run (identity: profile, task, row, seed, config hash): an ``ok`` or
+``diverged`` record of the same config is final (skipped); a ``failed`` one is retried
+(``--no-retry-failed`` keeps it); a record of another config is replaced, except an ``ok``
+one: that refuses the bench (exit 2) unless ``--force``; ``--force`` reruns everything. A
+failed result never replaces an ok record (it is written beside it as
+``seed<k>.failed.json``). A worker that dies (signal, OOM kill, segfault, exit) is noticed
+within a second: its run gets a failed record naming the cause and a fresh worker takes
+the next run. SIGINT/SIGTERM kill the workers; rerunning the command resumes. A bench holds
+``<results>/<profile>/.lock``: a second one on the same folder refuses (``--wait-lock``
+waits).
+
+Exit codes: 0 every run ok (or nothing to run); 1 a run failed or diverged; 2 bad input
+(unknown profile/task/baseline, a filter selecting nothing, an invalid config, an
+unwritable folder, an ok record of another config) or the folder locked by another
+bench; 128 + signal when interrupted.
 
 ``python -m bench_mlkan run --task T --baseline B --seed S [--set key=value ...] --out F``
 runs exactly one and writes exactly that record (+ ``F`` with ``.pt``: per-level weights).
@@ -15,45 +33,103 @@ runs exactly one and writes exactly that record (+ ``F`` with ``.pt``: per-level
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import multiprocessing as mp
+import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any
 
 from .records import (
+    DEFAULT_LEADERBOARDS,
     DEFAULT_RESULTS,
-    atomic_save_torch,
-    atomic_write_json,
+    SHIPPED_RESULTS,
+    LockHeld,
+    RecordError,
     config_hash,
     failed_record,
     make_record,
     now,
     profile_dir,
     read_record,
+    record_files,
     record_path,
     record_row,
+    remove_stale_temporaries,
+    results_lock,
     row_name,
+    write_record,
 )
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+#: seconds between "still running" lines while no run finishes
+HEARTBEAT_S = 60.0
+#: calibration: optimizer steps per level, the first ones untimed
+CALIBRATION_WARMUP, CALIBRATION_STEPS = 2, 5
+#: --compare-tol default: "same" when ours / reference is within 1 +- this
+COMPARE_TOL = 0.1
+EXPERIMENT_KEYS = {
+    "task",
+    "seeds",
+    "baselines",
+    "overrides",
+    "baseline_overrides",
+    "schedule_scale",
+    "variant",
+}
+
+
+class UsageError(ValueError):
+    """Bad input to the bench (the CLI prints ``error: <message>`` and exits 2)."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT received by the bench (``signum``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 # ----------------------------------------------------------------------------- profiles
 def load_profile(name_or_path: str) -> dict[str, Any]:
-    """A profile by name (``bench_mlkan/profiles/<name>.json``) or by path."""
+    """A profile by name (``bench_mlkan/profiles/<name>.json``) or by path, checked."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILES_DIR / f"{name_or_path}.json"
     if not path.exists():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
-        raise SystemExit(f"unknown profile {name_or_path!r}; known: {', '.join(known)}")
-    profile = json.loads(path.read_text())
+        raise UsageError(f"unknown profile {name_or_path!r}; known: {', '.join(known)}")
+    try:
+        profile = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"profile {path}: not valid JSON ({e})") from e
     profile.setdefault("name", path.stem)
+    experiments = profile.get("experiments")
+    if not isinstance(experiments, list) or not experiments:
+        raise UsageError(f"profile {path}: needs a non-empty list 'experiments'")
+    for i, exp in enumerate(experiments):
+        where = f"profile {path}, experiment {i}"
+        if not isinstance(exp, dict) or not {"task", "seeds", "baselines"} <= set(exp):
+            raise UsageError(f"{where}: needs 'task', 'seeds' and 'baselines'")
+        unknown = sorted(set(exp) - EXPERIMENT_KEYS)
+        if unknown:
+            raise UsageError(f"{where}: unknown keys {unknown}; known: {sorted(EXPERIMENT_KEYS)}")
+        variant = exp.get("variant")
+        if variant is not None and (
+            not isinstance(variant, str) or not variant or set(variant) & set("/@\\")
+        ):
+            raise UsageError(f"{where}: variant must be a name without '/', '@', got {variant!r}")
     return profile
 
 
@@ -77,24 +153,51 @@ class RunSpec:
         return f"{self.task}/{self.row}/seed{self.seed}"
 
 
-def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "schedule=[2,2]"]`` -> ``{"a": {"b": 1}, "schedule": [2, 2]}`` (values as JSON
-    where they parse, else strings)."""
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE [KEY=VALUE ...]``, repeatable (parse the result with parse_sets)."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config fields (dotted keys, JSON values); repeatable",
+    )
+
+
+def parse_sets(pairs: Iterable[str | Iterable[str]]) -> dict[str, Any]:
+    """``["a.b=1", "schedule=[2,2]"]`` -> ``{"a": {"b": 1}, "schedule": [2, 2]}`` (values as
+    JSON where they parse, else strings). Accepts the nested lists of ``add_set_argument``.
+    A key set twice keeps the last value; a key that is both a value and a parent of another
+    key is an error."""
     out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        key, raw = pair.split("=", 1)
+    for pair in _flatten(pairs):
+        key, sep, raw = pair.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise UsageError(f"--set expects key=value (dotted key), got {pair!r}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
         node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UsageError(f"--set {pair!r}: {'.'.join(parts[: i + 1])} is already a value")
+            node = child
+        if isinstance(node.get(parts[-1]), dict) and not isinstance(value, dict):
+            raise UsageError(f"--set {pair!r}: {key} already has keys set below it")
         node[parts[-1]] = value
     return out
+
+
+def _flatten(pairs: Iterable[str | Iterable[str]]) -> Iterator[str]:
+    for item in pairs:
+        if isinstance(item, str):
+            yield item
+        else:
+            yield from item
 
 
 def expand(
@@ -104,28 +207,79 @@ def expand(
     tuned: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> list[RunSpec]:
-    """The runs of a profile (filtered by tasks/baselines), configs fully resolved."""
-    from bench_mlkan.baselines import BASELINES, baseline_config, merge
+    """The runs of a profile (filtered by tasks/baselines), configs fully resolved.
 
-    specs = []
-    for exp in profile["experiments"]:
-        if tasks and exp["task"] not in tasks:
-            continue
+    Raises ``UsageError`` for a filter naming something the profile lacks, a filter that
+    selects nothing, an unknown baseline, a baseline without settings for its task, or two
+    experiments producing the same run."""
+    from bench_mlkan.baselines import BASELINES, baseline_config, merge
+    from bench_mlkan.config import ConfigError
+
+    exps = profile["experiments"]
+    have_tasks = list(dict.fromkeys(e["task"] for e in exps))
+    if tasks:
+        missing = [t for t in tasks if t not in have_tasks]
+        if missing:
+            from bench_mlkan.tasks import TASKS
+
+            unknown = [t for t in missing if t not in TASKS]
+            raise UsageError(
+                f"--tasks {' '.join(missing)}: not in profile {profile['name']!r}; its tasks: "
+                f"{', '.join(have_tasks)}"
+                + (
+                    f" (unknown tasks {', '.join(unknown)}; known: {', '.join(sorted(TASKS))})"
+                    if unknown
+                    else ""
+                )
+            )
+    selected = [e for e in exps if not tasks or e["task"] in tasks]
+    have_baselines = list(dict.fromkeys(b for e in selected for b in e["baselines"]))
+    if baselines:
+        missing = [b for b in baselines if b not in have_baselines]
+        if missing:
+            from bench_mlkan.baselines import BASELINES as KNOWN
+
+            unknown = [b for b in missing if b not in KNOWN]
+            raise UsageError(
+                f"--baselines {' '.join(missing)}: not in the selected experiments of "
+                f"profile {profile['name']!r}; they have: {', '.join(have_baselines)}"
+                + (
+                    f" (unknown baselines {', '.join(unknown)}; known: {', '.join(sorted(KNOWN))})"
+                    if unknown
+                    else ""
+                )
+            )
+    specs: list[RunSpec] = []
+    for exp in selected:
         for name in exp["baselines"]:
             if baselines and name not in baselines:
                 continue
-            BASELINES[name]  # fails early, listing the known baselines
+            if name not in BASELINES:
+                raise UsageError(
+                    f"profile {profile['name']!r}: unknown baseline {name!r}; "
+                    f"known: {', '.join(sorted(BASELINES))}"
+                )
             overrides = merge(
                 exp.get("overrides", {}), exp.get("baseline_overrides", {}).get(name, {})
             )
             overrides = merge(overrides, extra or {})
             for seed in exp["seeds"]:
-                cfg = baseline_config(
-                    name, exp["task"], seed=seed, overrides=overrides, tuned=tuned
-                )
+                try:
+                    cfg = baseline_config(
+                        name, exp["task"], seed=seed, overrides=overrides, tuned=tuned
+                    )
+                except (ConfigError, TypeError) as e:
+                    label = f"{exp['task']}/{row_name(name, exp.get('variant'))}/seed{seed}"
+                    raise UsageError(f"{label}: {e}") from e
                 if "schedule_scale" in exp and cfg.budget_fractions is None:
                     cfg = cfg.replace(schedule=scale_schedule(cfg.schedule, exp["schedule_scale"]))
                 specs.append(RunSpec(exp["task"], name, seed, cfg.to_dict(), exp.get("variant")))
+    if not specs:
+        raise UsageError(f"the filters select no run of profile {profile['name']!r}")
+    labels = [s.label for s in specs]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise UsageError(f"profile {profile['name']!r} lists runs twice: {', '.join(dup)}")
     return specs
 
 
@@ -135,35 +289,91 @@ def scale_schedule(schedule: list[int], factor: float) -> list[int]:
     return [max(1, round(s * factor)) if s > 0 else 0 for s in schedule]
 
 
-def is_done(spec: RunSpec, folder: Path) -> bool:
-    """A record with the same config exists in one profile's ``folder``."""
-    path = record_path(folder, spec.task, spec.row, spec.seed)
-    if not path.exists():
-        return False
+def validate_specs(specs: list[RunSpec]) -> None:
+    """``RunConfig.from_dict(c).validate()`` of every run; UsageError "<label>: <message>"."""
+    from bench_mlkan.config import ConfigError, RunConfig
+
+    for s in specs:
+        try:
+            RunConfig.from_dict(s.config).validate()
+        except (ConfigError, TypeError) as e:
+            raise UsageError(f"{s.label}: {e}") from e
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and a probe file in it (then remove it); UsageError when that fails."""
     try:
-        return read_record(path).get("config_hash") == config_hash(spec.config)
-    except (OSError, json.JSONDecodeError):
-        return False
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"{what} {folder} is not writable: {e.strerror or e}") from e
+
+
+# ----------------------------------------------------------------------------- planning
+@dataclass
+class Plan:
+    """What a bench will do with each run of a profile in one records folder."""
+
+    todo: list[RunSpec] = field(default_factory=list)
+    why: dict[str, str] = field(default_factory=dict)  # label -> reason it runs
+    skipped: list[RunSpec] = field(default_factory=list)
+    conflicts: list[RunSpec] = field(default_factory=list)  # ok record of another config
+
+
+def plan_runs(
+    specs: list[RunSpec], folder: Path, force: bool = False, retry_failed: bool = True
+) -> Plan:
+    """Compare every run with the record at its path (rules: module docstring)."""
+    plan = Plan()
+    for s in specs:
+        path = record_path(folder, s.task, s.row, s.seed)
+        why = None
+        if not path.exists():
+            why = "new"
+        else:
+            try:
+                rec = read_record(path)
+            except RecordError as e:
+                rec, why = None, f"rerun ({e})"
+            if rec is not None:
+                same = rec.get("config_hash") == config_hash(s.config)
+                status = rec.get("status")
+                if same and status in ("ok", "diverged"):
+                    why = "forced" if force else None
+                elif same:
+                    why = "retry failed" if retry_failed or force else None
+                elif status == "ok" and not force:
+                    plan.conflicts.append(s)
+                    continue
+                else:
+                    why = "config changed"
+        if why is None:
+            plan.skipped.append(s)
+        else:
+            plan.todo.append(s)
+            plan.why[s.label] = why
+    return plan
 
 
 # ----------------------------------------------------------------------------- one run
 def run_one(
     spec: RunSpec, out: Path, profile: str | None = None, use_wandb: bool = False
 ) -> dict[str, Any]:
-    """Train ``spec`` and write its record to ``out`` (+ weights to ``out.with_suffix('.pt')``)."""
+    """Train ``spec`` and write its record to ``out`` (+ weights to ``out.with_suffix('.pt')``)
+    through ``records.write_record``; the returned record has ``_written`` (its path)."""
     from bench_mlkan.config import RunConfig
     from bench_mlkan.engine import train
     from bench_mlkan.tasks import TASKS
 
     started = now()
     meta: dict[str, Any] = dict(
-        task=spec.task,
-        baseline=spec.baseline,
-        seed=spec.seed,
-        profile=profile,
+        task=spec.task, baseline=spec.baseline, seed=spec.seed, profile=profile,
         variant=spec.variant,
-    )
+    )  # fmt: skip
     logger = None
+    weights = None
     try:
         config = RunConfig.from_dict(spec.config)
         task = TASKS[config.task](**config.task_options)
@@ -173,49 +383,288 @@ def run_one(
             logger = make_logger(
                 project=os.environ.get("WANDB_PROJECT", "bench-mlkan"),
                 group=spec.task,
-                name=f"{spec.baseline}-seed{spec.seed}",
+                name=f"{spec.row}-seed{spec.seed}",
                 config=spec.config,
                 tags=[spec.task, spec.baseline, profile or "adhoc"],
                 save_dir=os.environ.get("WANDB_DIR", "wandb"),
             )
         result = train(config, task=task, loggers=[logger] if logger else None)
         record = make_record(result, task_description=task.describe(), started=started, **meta)
-        atomic_save_torch(
-            out.with_suffix(".pt"), {"levels": result.level_states, "config": spec.config}
-        )
+        weights = {"levels": result.level_states, "config": spec.config}
     except Exception:  # noqa: BLE001 - a broken run is recorded, the bench goes on
         record = failed_record(spec.config, traceback.format_exc(), started=started, **meta)
-    atomic_write_json(out, record)
+    written = write_record(Path(out), record, weights)
     if logger is not None:
         from .wandb_utils import log_summary
 
         log_summary(logger, record)
         logger.experiment.finish()
-    return record
+    return {**record, "_written": str(written)}
 
 
-def _summary_line(record: dict[str, Any]) -> str:
-    m = record.get("final_metrics", {})
-    metric = m.get("train_mse", m.get("rel_l2", m.get("train_loss")))
-    shown = f"{metric:.3e}" if isinstance(metric, float) else "-"
+def last_line(text: str | None) -> str:
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no error message"
+
+
+def main_metric(record: dict[str, Any]) -> tuple[str, float | None]:
+    """(label, value) of the leaderboard's main metric of a record's task."""
+    from .leaderboard import metric_spec
+
+    spec = metric_spec(record["task"], (record.get("task_description") or {}).get("kind"))
+    value = (record.get("final_metrics") or {}).get(spec.key)
+    return spec.label, (float(value) if isinstance(value, int | float) else None)
+
+
+def outcome(record: dict[str, Any]) -> str:
+    """One line: the run, its status and metric, or why it did not finish."""
+    head = f"{record['task']}/{record_row(record)}/seed{record['seed']}: {record['status']}"
+    status = record["status"]
+    if status == "failed":
+        text = f"{head}  {last_line(record.get('error'))}"
+        if "_written" in record and Path(record["_written"]).name.endswith(".failed.json"):
+            text += " (the ok record was kept; this failure is in seed*.failed.json)"
+        return text
+    if status == "diverged":
+        d = record.get("diverged") or {}
+        return f"{head} at step {d.get('step', '?')} (level {d.get('level', '?')})"
+    label, value = main_metric(record)
+    shown = f"{value:.3e}" if value is not None else "-"
     return (
-        f"{record['task']}/{record_row(record)}/seed{record['seed']}: {record['status']:<8} "
-        f"metric {shown}  work {record.get('work', 0):.4g}  {record.get('wall_clock', 0):.1f}s"
+        f"{head}  {label} {shown}  work {float(record.get('work') or 0):.4g}  "
+        f"{float(record.get('wall_clock') or 0):.1f}s"
     )
 
 
+# ----------------------------------------------------------------------------- progress
+def fmt_duration(seconds: float | None) -> str:
+    """``1h02m``, ``4m05s``, ``12s``; "?" when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    if 0 < seconds < 0.5:
+        return "<1s"
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class Progress:
+    """Elapsed time and ETA for progress lines, from estimates and finished runs' times.
+
+    The ETA scales the remaining estimates by (sum of finished runs' times / sum of their
+    estimates); runs without an estimate count the mean time of finished runs; it divides
+    the remaining time by the workers (never below the longest single remaining run).
+    """
+
+    def __init__(self, labels: list[str], estimates: dict[str, float | None], workers: int):
+        self.total = len(labels)
+        self.pending = set(labels)
+        self.estimates = estimates
+        self.workers = max(1, workers)
+        self.t0 = time.perf_counter()
+        self.running: dict[str, float] = {}
+        self.actual: dict[str, float] = {}
+
+    def start(self, label: str) -> None:
+        self.running[label] = time.perf_counter()
+
+    def finish(self, label: str) -> None:
+        started = self.running.pop(label, None)
+        self.pending.discard(label)
+        if started is not None:
+            self.actual[label] = time.perf_counter() - started
+
+    def eta(self) -> float | None:
+        done_est = [(self.actual[k], self.estimates.get(k)) for k in self.actual]
+        with_est = [(a, e) for a, e in done_est if e]
+        scale = sum(a for a, _ in with_est) / sum(e for _, e in with_est) if with_est else 1.0
+        mean_actual = sum(self.actual.values()) / len(self.actual) if self.actual else None
+        now_ = time.perf_counter()
+        left = []
+        for label in self.pending:
+            est = self.estimates.get(label)
+            guess = est * scale if est else mean_actual
+            if guess is None:
+                return None
+            left.append(max(guess - (now_ - self.running[label]), 0.0) if label in self.running
+                        else guess)  # fmt: skip
+        if not left:
+            return 0.0
+        return max(sum(left) / self.workers, max(left))
+
+    def prefix(self) -> str:
+        done = self.total - len(self.pending)
+        elapsed = time.perf_counter() - self.t0
+        return (
+            f"[{done:>{len(str(self.total))}}/{self.total} elapsed {fmt_duration(elapsed)} "
+            f"ETA {fmt_duration(self.eta())}]"
+        )
+
+
 # ----------------------------------------------------------------------------- workers
-def _worker_init(gpu_queue, threads: int) -> None:
-    if gpu_queue is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
+SIGNAL_HINTS = {
+    int(signal.SIGKILL): "kill -9 or the out-of-memory killer",
+    int(signal.SIGSEGV): "segmentation fault",
+    int(signal.SIGBUS): "bus error",
+    int(signal.SIGABRT): "aborted",
+}
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Why a worker process ended, in words (its exit code or the signal that killed it)."""
+    if exitcode is None:
+        return "worker vanished (no exit code)"
+    if exitcode < 0:
+        sig = -exitcode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "unknown signal"
+        hint = f" - {SIGNAL_HINTS[sig]}" if sig in SIGNAL_HINTS else ""
+        return f"worker killed by signal {sig} ({name}{hint})"
+    return f"worker exited with code {exitcode} before reporting a result"
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when the bench process dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(1.0)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker_main(conn, gpu: str | None, threads: int, parent_pid: int) -> None:
+    """A worker process: receive (spec, path, profile, use_wandb), run, send the record."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench handles Ctrl-C and kills us
+    _die_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        spec, path, profile, use_wandb = job
+        record = run_one(spec, Path(path), profile, use_wandb)
+        conn.send({k: v for k, v in record.items() if k not in ("history", "eval_history")})
 
 
-def _worker_run(args: tuple[RunSpec, str, str | None, bool]) -> dict[str, Any]:
-    spec, out, profile, use_wandb = args
-    return run_one(spec, Path(out), profile, use_wandb)
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    gpu: str | None
+    job: tuple | None = None
+
+
+class WorkerPool:
+    """Spawned worker processes that run one job at a time; a dead one is replaced."""
+
+    def __init__(self, size: int, gpus: list[str], threads: int):
+        import multiprocessing as mp
+
+        self.ctx = mp.get_context("spawn")
+        self.threads = threads
+        slots = gpus if gpus else [None] * size
+        self.workers = [self._spawn(g) for g in slots]
+
+    def _spawn(self, gpu: str | None) -> _Worker:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(
+            target=_worker_main,
+            args=(child, gpu, self.threads, os.getpid()),
+            daemon=True,
+            name=f"bench-worker-{gpu or 'cpu'}",
+        )
+        proc.start()
+        child.close()
+        return _Worker(proc, parent, gpu)
+
+    def kill_all(self) -> int:
+        """SIGKILL every live worker and reap it; the number killed."""
+        n = 0
+        for w in self.workers:
+            if w.process.is_alive():
+                w.process.kill()
+                n += 1
+            w.process.join(timeout=5)
+            with contextlib.suppress(OSError):
+                w.conn.close()
+        return n
+
+    def close(self) -> None:
+        for w in self.workers:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                w.conn.send(None)
+        for w in self.workers:
+            w.process.join(timeout=5)
+        self.kill_all()
+
+    def run(
+        self,
+        jobs: list[tuple],
+        on_start: Callable[[tuple, int], None],
+        on_done: Callable[[tuple, dict[str, Any] | None, str | None], None],
+        on_idle: Callable[[], None],
+    ) -> None:
+        """Run every job; ``on_done(job, result, None)``, or ``on_done(job, None, error)`` when
+        its worker died (``error``'s last line names the cause)."""
+        queue = deque(jobs)
+        last_event = time.perf_counter()
+        while queue or any(w.job for w in self.workers):
+            for i, w in enumerate(self.workers):
+                if w.job is None and queue:
+                    if not w.process.is_alive():
+                        w = self.workers[i] = self._spawn(w.gpu)
+                    w.job = queue.popleft()
+                    w.conn.send(w.job)
+                    on_start(w.job, w.process.pid)
+            busy = [w for w in self.workers if w.job is not None]
+            ready = set(wait_for([w.conn for w in busy] + [w.process.sentinel for w in busy], 1.0))
+            for i, w in enumerate(self.workers):
+                if w.job is None or not (w.conn in ready or w.process.sentinel in ready):
+                    continue
+                result = None
+                if w.conn in ready or w.conn.poll():
+                    with contextlib.suppress(EOFError, OSError):
+                        result = w.conn.recv()
+                job, w.job = w.job, None
+                last_event = time.perf_counter()
+                if result is not None:
+                    on_done(job, result, None)
+                    continue
+                w.process.join(timeout=5)
+                if w.process.is_alive():  # its pipe broke but it runs on: end it
+                    w.process.kill()
+                    w.process.join(timeout=5)
+                error = (
+                    f"worker pid {w.process.pid} died while running {job[0].label}\n"
+                    f"{describe_exit(w.process.exitcode)}"
+                )
+                on_done(job, None, error)
+                self.workers[i] = self._spawn(w.gpu)
+            if time.perf_counter() - last_event >= HEARTBEAT_S:
+                on_idle()
+                last_event = time.perf_counter()
 
 
 def visible_gpus() -> list[str]:
@@ -228,99 +677,567 @@ def visible_gpus() -> list[str]:
 
 
 def run_all(
-    specs: list[RunSpec], results: Path, workers: int, profile: str | None, use_wandb: bool = False
+    specs: list[RunSpec],
+    folder: Path,
+    workers: int,
+    profile: str | None,
+    use_wandb: bool = False,
+    gpus: list[str] | None = None,
+    estimates: dict[str, float | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``specs`` in ``workers`` processes (one per GPU when there are GPUs)."""
-    gpus = visible_gpus()
-    if gpus:
-        workers = len(gpus)
-        specs = [
-            RunSpec(s.task, s.baseline, s.seed, {**s.config, "accelerator": "gpu"}, s.variant)
-            for s in specs
-        ]
-    jobs = [
-        (s, str(record_path(results, s.task, s.row, s.seed)), profile, use_wandb) for s in specs
-    ]
-    records = []
-    t0 = time.perf_counter()
-    if workers <= 1:
-        for i, job in enumerate(jobs, 1):
-            records.append(_worker_run(job))
-            print(
-                f"[{i}/{len(jobs)} {time.perf_counter() - t0:6.0f}s] {_summary_line(records[-1])}",
-                flush=True,
-            )
+    """Run ``specs`` into one profile's ``folder``: in ``workers`` spawned processes (one per
+    GPU in ``gpus``), or in this process when ``workers`` is 0. Prints a line per start and
+    per result (elapsed, ETA); returns the records (without histories)."""
+    gpus = gpus or []
+    n = len(gpus) if gpus else workers
+    progress = Progress([s.label for s in specs], estimates or {}, max(n, 1))
+    records: list[dict[str, Any]] = []
+    by_label = {s.label: s for s in specs}
+    jobs = [(s, str(record_path(folder, s.task, s.row, s.seed)), profile, use_wandb) for s in specs]
+
+    def started(job: tuple, pid: int) -> None:
+        progress.start(job[0].label)
+        print(f"{progress.prefix()} start {job[0].label} (worker pid {pid})", flush=True)
+
+    def done(job: tuple, record: dict[str, Any] | None, dead: str | None) -> None:
+        spec = job[0]
+        if record is None:
+            rec = failed_record(
+                spec.config, dead or "worker died", task=spec.task, baseline=spec.baseline,
+                seed=spec.seed, profile=profile, started=now(), variant=spec.variant,
+            )  # fmt: skip
+            record = {**rec, "_written": str(write_record(Path(job[1]), rec))}
+        progress.finish(spec.label)
+        records.append(record)
+        print(f"{progress.prefix()} {outcome(record)}", flush=True)
+
+    def idle() -> None:
+        now_ = time.perf_counter()
+        running = ", ".join(
+            f"{label} ({fmt_duration(now_ - t)})" for label, t in sorted(progress.running.items())
+        )
+        print(f"{progress.prefix()} running: {running}", flush=True)
+
+    if not jobs:
         return records
-    ctx = mp.get_context("spawn")
-    gpu_queue = None
-    if gpus:
-        gpu_queue = ctx.Queue()
-        for g in gpus:
-            gpu_queue.put(g)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ctx.Pool(
-        workers, initializer=_worker_init, initargs=(gpu_queue, threads), maxtasksperchild=1
-    ) as pool:
-        for i, record in enumerate(pool.imap_unordered(_worker_run, jobs), 1):
-            records.append(record)
-            print(
-                f"[{i}/{len(jobs)} {time.perf_counter() - t0:6.0f}s] {_summary_line(record)}",
-                flush=True,
-            )
+    if n <= 0:
+        for job in jobs:
+            started(job, os.getpid())
+            done(job, run_one(by_label[job[0].label], Path(job[1]), profile, use_wandb), None)
+        return records
+    threads = max(1, (os.cpu_count() or 1) // n)
+    pool = WorkerPool(min(n, len(jobs)), gpus, threads)
+    try:
+        pool.run(jobs, started, done, idle)
+    except BaseException:  # interrupted: no worker outlives the bench
+        pool.kill_all()
+        raise
+    pool.close()
     return records
 
 
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into ``Interrupted`` in the main thread (restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# ----------------------------------------------------------------------------- estimates
+@dataclass
+class Estimate:
+    seconds: float | None
+    source: str
+
+
+def _points(task: str, task_options: dict[str, Any], cache: dict[str, int | None]) -> int | None:
+    """Training points of a task configuration (None when it cannot be built)."""
+    key = json.dumps([task, task_options], sort_keys=True, default=str)
+    if key not in cache:
+        try:
+            from bench_mlkan.engine import count_points
+            from bench_mlkan.tasks import TASKS
+
+            cache[key] = count_points(TASKS[task](**task_options).train_batch())
+        except Exception:  # noqa: BLE001 - an estimate is best effort
+            cache[key] = None
+    return cache[key]
+
+
+def planned_steps(config: dict[str, Any]) -> list[int] | None:
+    """Steps per level from level 0 (the schedule, or what budget_fractions buy)."""
+    if config.get("budget_fractions") is None:
+        return list(config.get("schedule") or [])
+    try:
+        from bench_mlkan.config import RunConfig
+        from bench_mlkan.engine import plan_schedule
+        from bench_mlkan.tasks import TASKS
+
+        cfg = RunConfig.from_dict(config)
+        start, steps = plan_schedule(cfg, TASKS[cfg.task](**cfg.task_options))
+        return [0] * start + list(steps)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def reference_records(folders: list[Path]) -> dict[tuple[str, str], list[tuple[Path, dict]]]:
+    """{(task, row): [(folder, record)]} of finished records with a wall-clock, in the order of
+    ``folders`` (earlier folders are preferred sources)."""
+    out: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
+    seen: set[Path] = set()
+    for folder in folders:
+        folder = Path(folder)
+        if folder.resolve() in seen or not folder.is_dir():
+            continue
+        seen.add(folder.resolve())
+        for path in record_files(folder):
+            try:
+                rec = read_record(path, verify_weights=False)
+            except RecordError:
+                continue
+            if rec.get("status") in ("ok", "diverged") and rec.get("wall_clock"):
+                out.setdefault((rec["task"], record_row(rec)), []).append((folder, rec))
+    return out
+
+
+def estimate_from_records(
+    spec: RunSpec,
+    refs: dict[tuple[str, str], list[tuple[Path, dict]]],
+    cache: dict[str, int | None],
+    max_scale: float | None = None,
+) -> Estimate | None:
+    """Seconds of ``spec`` from records of the same task and row (else baseline): their
+    seconds per step and point times ``spec``'s steps and points (median over records of the
+    first folder that has any). None when steps x points differ from the records' by more
+    than a factor ``max_scale`` (fixed costs make such scaling unreliable)."""
+    found = refs.get((spec.task, spec.row)) or refs.get((spec.task, spec.baseline)) or []
+    if not found:
+        return None
+    first = found[0][0]
+    cands = [rec for folder, rec in found if folder == first]
+    steps = planned_steps(spec.config)
+    points = _points(spec.task, spec.config.get("task_options") or {}, cache)
+    if not steps or not points:
+        return None
+    size = sum(steps) * points
+    rates, scales = [], []
+    for rec in cands:
+        ref_steps = planned_steps(rec.get("config") or {})
+        ref_points = _points(
+            rec["task"], (rec.get("config") or {}).get("task_options") or {}, cache
+        )
+        if ref_steps and ref_points and sum(ref_steps) > 0:
+            rates.append(float(rec["wall_clock"]) / (sum(ref_steps) * ref_points))
+            scales.append(size / (sum(ref_steps) * ref_points))
+    if not rates:
+        return None
+    scale = sorted(scales)[len(scales) // 2]
+    if max_scale is not None and not 1 / max_scale <= scale <= max_scale:
+        return None
+    rate = sorted(rates)[len(rates) // 2]
+    how = "" if abs(scale - 1) < 1e-9 else f", scaled x{scale:.3g}"
+    return Estimate(rate * size, f"records in {_short(first)} (n={len(rates)}{how})")
+
+
+def calibrate(config: dict[str, Any], threads: int | None = None) -> Estimate:
+    """Seconds of a run from a short in-process training of its config: at every level
+    CALIBRATION_WARMUP untimed + CALIBRATION_STEPS timed steps, the median step time per
+    level times the schedule's steps there, plus the measured fixed cost of a run."""
+    import lightning as L
+    import torch
+
+    from bench_mlkan.config import RunConfig
+    from bench_mlkan.engine import train
+
+    steps = planned_steps(config)
+    if not steps:
+        return Estimate(None, "calibration impossible (no schedule)")
+    short = [min(s, CALIBRATION_WARMUP + CALIBRATION_STEPS) if s > 0 else 0 for s in steps]
+    times: dict[int, list[float]] = {}
+
+    class StepTimer(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.t = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            level = int(getattr(pl_module, "level", 0))
+            times.setdefault(level, []).append(time.perf_counter() - self.t)
+
+    cfg = RunConfig.from_dict(config).replace(
+        schedule=short, budget_fractions=None, work_budget=None, eval_every=0,
+        checkpoint_dir=None, checkpoint_every=0, resume_from=None, progress=False, wandb=None,
+    )  # fmt: skip
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        result = train(cfg, callbacks=[StepTimer()])
+    except Exception as e:  # noqa: BLE001
+        return Estimate(None, f"calibration failed ({type(e).__name__}: {last_line(str(e))})")
+    finally:
+        torch.set_num_threads(old_threads)
+    if not times:
+        return Estimate(None, "calibration took no step")
+    per_level = {
+        lvl: sorted(ts[CALIBRATION_WARMUP:] or ts)[len(ts[CALIBRATION_WARMUP:] or ts) // 2]
+        for lvl, ts in times.items()
+    }
+    fixed = max(result.wall_clock - sum(sum(ts) for ts in times.values()), 0.0)
+    slowest = max(per_level.values())
+    total = fixed + sum(s * per_level.get(lvl, slowest) for lvl, s in enumerate(steps))
+    n = sum(len(ts) for ts in times.values())
+    return Estimate(total, f"calibration: {n} steps run in this process")
+
+
+def estimate_all(
+    specs: list[RunSpec],
+    sources: list[Path],
+    calibrate_missing: bool,
+    threads: int | None = None,
+) -> dict[str, Estimate]:
+    """Per run label: seconds and where the number came from: records (with
+    ``calibrate_missing``: only those within a factor 4 of the run's steps x points), else a
+    calibration once per task x row when ``calibrate_missing``, else unknown."""
+    refs = reference_records(sources)
+    cache: dict[str, int | None] = {}
+    out: dict[str, Estimate] = {}
+    calibrated: dict[tuple[str, str], Estimate] = {}
+    for s in specs:
+        est = estimate_from_records(s, refs, cache, 4.0 if calibrate_missing else None)
+        if est is None and calibrate_missing:
+            key = (s.task, s.row)
+            if key not in calibrated:
+                calibrated[key] = calibrate(s.config, threads)
+            est = calibrated[key]
+        out[s.label] = est or Estimate(None, "no record to estimate from")
+    return out
+
+
+def makespan(seconds: list[float], workers: int) -> float:
+    """Wall time of running ``seconds`` in order on ``workers`` (each job to the first free)."""
+    free = [0.0] * max(1, workers)
+    for s in seconds:
+        i = free.index(min(free))
+        free[i] += s
+    return max(free)
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def print_estimates(
+    todo: list[RunSpec], estimates: dict[str, Estimate], workers: int, startup: float = 5.0
+) -> None:
+    """Per experiment and in total, with each estimate's source."""
+    by_task: dict[str, list[RunSpec]] = {}
+    for s in todo:
+        by_task.setdefault(s.task, []).append(s)
+    for task, specs in by_task.items():
+        per_run = [estimates[s.label].seconds for s in specs]
+        total = sum(x for x in per_run if x is not None)
+        unknown = sum(x is None for x in per_run)
+        print(
+            f"  {task}: {len(specs)} run(s), {fmt_duration(total)} of run time"
+            + (f" + {unknown} unknown" if unknown else "")
+        )
+        rows: dict[str, list[RunSpec]] = {}
+        for s in specs:
+            rows.setdefault(s.row, []).append(s)
+        for row, group in rows.items():
+            est = estimates[group[0].label]
+            each = ", ".join(fmt_duration(estimates[s.label].seconds) for s in group)
+            seeds = ",".join(str(s.seed) for s in group)
+            print(f"    {row:<28} seeds {seeds:<24} {each}  [{est.source}]")
+    secs = [estimates[s.label].seconds for s in todo]
+    known = sorted((x for x in secs if x is not None), reverse=True)
+    wall = makespan(known, workers) + (startup if workers > 0 else 0.0)
+    missing = sum(x is None for x in secs)
+    print(
+        f"  total: {fmt_duration(sum(known))} of run time, about {fmt_duration(wall)} wall "
+        f"with {max(workers, 1)} worker(s) (longest first; ~{startup:.0f}s worker start-up)"
+        + (f"; {missing} run(s) without an estimate" if missing else "")
+    )
+
+
+# ----------------------------------------------------------------------------- comparison
+def compare_with_reference(
+    specs: list[RunSpec], folder: Path, reference: Path, tol: float = COMPARE_TOL
+) -> list[str]:
+    """Lines comparing the main metric per (task, row) with a reference folder: the mean over
+    the seeds both have ok, ours / reference, "same" within 1 +- tol."""
+    ours = {(r["task"], record_row(r), r["seed"]): r for r in _records(folder)}
+    ref = {(r["task"], record_row(r), r["seed"]): r for r in _records(reference)}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for s in specs:
+        groups.setdefault((s.task, s.row), []).append(s.seed)
+    lines, counts = [], {"same": 0, "differ": 0, "no reference": 0, "not ok": 0}
+    width = max(len(f"{t}/{r}") for t, r in groups)
+    for (task, row), seeds in groups.items():
+        pairs = [
+            (ours[task, row, s], ref[task, row, s])
+            for s in seeds
+            if (task, row, s) in ours and (task, row, s) in ref
+        ]
+        name = f"{task}/{row}".ljust(width)
+        if not pairs:
+            verdict = "no reference" if not any((task, row, s) in ref for s in seeds) else "not ok"
+            counts[verdict] += 1
+            lines.append(f"  {name}  {verdict}")
+            continue
+        a = [main_metric(o)[1] for o, _ in pairs]
+        b = [main_metric(r)[1] for _, r in pairs]
+        ok = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+        label = main_metric(pairs[0][0])[0]
+        if not ok:
+            counts["not ok"] += 1
+            lines.append(f"  {name}  {label}: not ok in one of them")
+            continue
+        mine = sum(x for x, _ in ok) / len(ok)
+        theirs = sum(y for _, y in ok) / len(ok)
+        ratio = mine / theirs if theirs else (1.0 if mine == theirs else math.inf)
+        verdict = "same" if abs(ratio - 1.0) <= tol else "differ"
+        counts[verdict] += 1
+        lines.append(
+            f"  {name}  {label} {mine:.3e} vs {theirs:.3e}  ratio {ratio:.3g}  {verdict}"
+            f" (seeds {len(ok)})"
+        )
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    return [*lines, f"  {summary}"]
+
+
+def _records(folder: Path) -> Iterator[dict[str, Any]]:
+    for path in record_files(folder):
+        with contextlib.suppress(RecordError):
+            yield read_record(path, verify_weights=False)
+
+
 # ----------------------------------------------------------------------------- CLI
-def bench_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_mlkan bench", description=__doc__.split("\n\n")[0])
+def _parser_bench() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench_mlkan bench",
+        description=__doc__.split("\n\n")[0],
+        epilog="exit codes: 0 all ok; 1 a run failed or diverged; 2 bad input or locked folder",
+    )
     parser.add_argument(
         "--profile", default="quick", help="smoke | quick | paper | path to a JSON profile"
     )
-    parser.add_argument("--tasks", nargs="*", help="only these tasks")
-    parser.add_argument("--baselines", nargs="*", help="only these baselines")
+    parser.add_argument("--tasks", nargs="+", help="only these tasks")
+    parser.add_argument("--baselines", nargs="+", help="only these baselines")
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: profile's)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: the profile's; 0 = in this process, no isolation)",
     )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument(
-        "--leaderboards", type=Path, default=None, help="where tables go (default: results/..)"
+        "--results",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="records root; runs go to <results>/<profile>/ (default: runs/results)",
+    )
+    parser.add_argument(
+        "--leaderboards",
+        type=Path,
+        default=None,
+        help="tables root; <leaderboards>/<profile>/ (default: runs/leaderboards for the default "
+        "results, else the results root's parent)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="records to compare with (default: the shipped leaderboards/results/<profile>)",
+    )
+    parser.add_argument(
+        "--compare-tol",
+        type=float,
+        default=COMPARE_TOL,
+        help=f"'same' when ours / reference is within 1 +- this (default {COMPARE_TOL})",
     )
     parser.add_argument("--tuned", action="store_true", help="use baselines/<b>/tuned/<task>.json")
     parser.add_argument(
         "--wandb", action="store_true", help="log every run to W&B (offline without a key)"
     )
+    add_set_argument(parser)
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields"
+        "--force", action="store_true", help="rerun every run, replacing ok records"
     )
-    parser.add_argument("--force", action="store_true", help="rerun runs whose record exists")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    parser.add_argument(
+        "--no-retry-failed", action="store_true", help="keep failed records (default: rerun)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs with time estimates and exit"
+    )
     parser.add_argument("--no-render", action="store_true", help="skip rendering the leaderboards")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--wait-lock", action="store_true", help="wait for another bench on the same folder"
+    )
+    parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    return parser
+
+
+def bench_main(argv: list[str]) -> int:
+    args = _parser_bench().parse_args(argv)
+    try:
+        return _bench(args)
+    except (UsageError, LockHeld) as e:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _bench(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
+    name = profile["name"]
     specs = expand(profile, args.tasks, args.baselines, args.tuned, parse_sets(args.set))
-    folder = profile_dir(args.results, profile["name"])
-    todo = specs if args.force else [s for s in specs if not is_done(s, folder)]
-    workers = args.workers or int(profile.get("workers", 1))
-    print(
-        f"profile {profile['name']}: {len(specs)} runs, {len(specs) - len(todo)} already recorded, "
-        f"{len(todo)} to run with {workers} worker(s); records in {args.results}",
-        flush=True,
-    )
+    gpus = visible_gpus()
+    if gpus:
+        specs = [
+            RunSpec(s.task, s.baseline, s.seed, {**s.config, "accelerator": "gpu"}, s.variant)
+            for s in specs
+        ]
+    validate_specs(specs)
+    folder = profile_dir(args.results, name)
+    out_root = args.leaderboards
+    if out_root is None:
+        default = Path(args.results).resolve() == DEFAULT_RESULTS.resolve()
+        out_root = DEFAULT_LEADERBOARDS if default else Path(args.results).resolve().parent
+    workers = len(gpus) if gpus else (
+        args.workers if args.workers is not None else int(profile.get("workers", 1))
+    )  # fmt: skip
     if args.dry_run:
-        for s in todo:
-            print("  ", s.label)
-        return 0
+        return _dry_run(args, specs, folder, workers)
+    check_writable(folder, "--results folder")
+    if not args.no_render:
+        check_writable(out_root, "--leaderboards folder")
+
+    def waiting(pid: int | None) -> None:
+        print(f"waiting for the bench (pid {pid or '?'}) that holds {folder / '.lock'}", flush=True)
+
+    try:
+        with results_lock(folder, wait=args.wait_lock, on_wait=waiting):
+            return _bench_locked(args, profile, specs, folder, out_root, workers, gpus)
+    except LockHeld as e:
+        raise UsageError(
+            f"another bench (pid {e.pid or '?'}) is writing {folder} (lock {e.path}); "
+            "wait for it, or pass --wait-lock"
+        ) from None
+
+
+def _dry_run(args, specs: list[RunSpec], folder: Path, workers: int) -> int:
+    plan = plan_runs(specs, folder, args.force, not args.no_retry_failed)
+    print(_header(args, specs, plan, folder, workers), flush=True)
+    _print_conflicts(plan, folder, error=False)
+    if plan.todo:
+        threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+        estimates = estimate_all(plan.todo, _estimate_sources(args, folder), True, threads)
+        print("estimated wall time (from records of the same task and baseline scaled by steps "
+              "and points, else a short calibration in this process):")  # fmt: skip
+        print_estimates(plan.todo, estimates, workers)
+    return 0
+
+
+def _estimate_sources(args, folder: Path) -> list[Path]:
+    name = folder.name
+    root = Path(args.results)
+    others = [p for p in sorted(root.glob("*")) if p.is_dir() and p.name != name]
+    shipped = [p for p in sorted(SHIPPED_RESULTS.glob("*")) if p.is_dir() and p.name != name]
+    return [folder, SHIPPED_RESULTS / name, *others, *shipped]
+
+
+def _header(args, specs: list[RunSpec], plan: Plan, folder: Path, workers: int) -> str:
+    reasons: dict[str, int] = {}
+    for label in plan.why.values():
+        reasons[label.split(" (")[0]] = reasons.get(label.split(" (")[0], 0) + 1
+    why = ", ".join(f"{n} {r}" for r, n in reasons.items())
+    return (
+        f"profile {folder.name}: {len(specs)} runs, {len(plan.skipped)} already recorded, "
+        f"{len(plan.todo)} to run{f' ({why})' if why else ''}"
+        f"{f', {len(plan.conflicts)} refused' if plan.conflicts else ''} with "
+        f"{workers or 'no'} worker process(es); records in {_short(folder)}"
+    )
+
+
+def _print_conflicts(plan: Plan, folder: Path, error: bool) -> None:
+    if not plan.conflicts:
+        return
+    labels = ", ".join(s.label for s in plan.conflicts)
+    msg = (
+        f"{len(plan.conflicts)} run(s) have an ok record of another config in {_short(folder)} "
+        f"(--force replaces them): {labels}"
+    )
+    if error:
+        raise UsageError(msg)
+    print(f"refused: {msg}")
+
+
+def _bench_locked(args, profile, specs, folder: Path, out_root: Path, workers, gpus) -> int:
+    remove_stale_temporaries(folder)
+    plan = plan_runs(specs, folder, args.force, not args.no_retry_failed)
+    _print_conflicts(plan, folder, error=True)
+    print(_header(args, specs, plan, folder, workers), flush=True)
+    for label, why in plan.why.items():
+        if why.startswith("rerun ("):
+            print(f"  {label}: {why}")
+    estimates = {
+        k: e.seconds
+        for k, e in estimate_all(plan.todo, _estimate_sources(args, folder), False).items()
+    }
+    todo = sorted(plan.todo, key=lambda s: -(estimates.get(s.label) or 0.0))  # longest first
     t0 = time.perf_counter()
-    records = run_all(todo, folder, workers, profile["name"], args.wandb)
-    bad = [r for r in records if r["status"] != "ok"]
+    try:
+        with signals_raise():
+            records = run_all(todo, folder, workers, profile["name"], args.wandb, gpus, estimates)
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Interrupted) else int(signal.SIGINT)
+        print(
+            f"interrupted by {signal.Signals(signum).name}: workers killed; rerun the same "
+            "command to resume (finished runs are kept)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 128 + signum
+    counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "diverged", "failed")}
+    bad = [f"{r['task']}/{record_row(r)}/seed{r['seed']}" for r in records if r["status"] != "ok"]
+    kept = [r for r in records if Path(r.get("_written", "")).name.endswith(".failed.json")]
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s == "ok")
     print(
-        f"finished {len(records)} runs in {time.perf_counter() - t0:.0f}s "
-        f"({len(bad)} not ok: {', '.join(_summary_line(r) for r in bad) or 'none'})",
+        f"finished {len(records)} run(s) in {fmt_duration(time.perf_counter() - t0)}: {summary}"
+        + (f": {', '.join(bad)}" if bad else ""),
         flush=True,
     )
+    for r in kept:
+        print(f"  the failed rerun is in {r['_written']}; the ok record beside it was kept")
     if not args.no_render:
-        render(args.results, args.leaderboards, profile["name"])
-    return 0
+        render(Path(args.results), out_root, profile["name"])
+    reference = args.reference or SHIPPED_RESULTS / profile["name"]
+    if Path(reference).resolve() != folder.resolve():
+        if record_files(reference):
+            print(
+                f"main metric vs the reference records in {_short(reference)} (mean over the "
+                f"seeds both have ok; 'same' = ratio within 1 +- {args.compare_tol:g}):"
+            )
+            for line in compare_with_reference(specs, folder, reference, args.compare_tol):
+                print(line)
+        else:
+            print(f"no reference records in {_short(reference)} to compare with")
+    return 1 if bad else 0
 
 
 def render(results: Path, out: Path | None, profile: str) -> None:
@@ -329,30 +1246,48 @@ def render(results: Path, out: Path | None, profile: str) -> None:
 
     out = out or leaderboard.default_out_root(results)
     written = leaderboard.render_all(results, out, profiles=[profile])
-    print(f"leaderboards: {len(written)} files under {out}")
+    print(f"leaderboards: {len(written)} files under {_short(out)}")
 
 
 def run_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_mlkan run", description=__doc__.split("\n\n")[2])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench_mlkan run", description=__doc__.split("\n\n")[-1]
+    )
     parser.add_argument("--task", required=True)
     parser.add_argument("--baseline", required=True)
     parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    add_set_argument(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tuned", action="store_true")
     parser.add_argument("--wandb", action="store_true")
+    parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
-    from bench_mlkan.baselines import baseline_config
+    from bench_mlkan.baselines import BASELINES, baseline_config
+    from bench_mlkan.config import ConfigError
 
-    config = baseline_config(
-        args.baseline, args.task, args.seed, parse_sets(args.set), tuned=args.tuned
-    )
-    config.validate()
-    record = run_one(
-        RunSpec(args.task, args.baseline, args.seed, config.to_dict()), args.out, None, args.wandb
-    )
-    print(_summary_line(record))
-    return 0 if record["status"] != "failed" else 1
+    label = f"{args.task}/{args.baseline}/seed{args.seed}"
+    try:
+        if args.baseline not in BASELINES:
+            raise UsageError(
+                f"unknown baseline {args.baseline!r}; known: {', '.join(sorted(BASELINES))}"
+            )
+        try:
+            config = baseline_config(
+                args.baseline, args.task, args.seed, parse_sets(args.set), tuned=args.tuned
+            )
+            config.validate()
+        except (ConfigError, TypeError) as e:
+            raise UsageError(f"{label}: {e}") from e
+        check_writable(Path(args.out).parent, "--out folder")
+    except UsageError as e:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    spec = RunSpec(args.task, args.baseline, args.seed, config.to_dict())
+    record = run_one(spec, args.out, None, args.wandb)
+    print(outcome(record))
+    return 0 if record["status"] == "ok" else 1
 
 
 if __name__ == "__main__":
