@@ -640,7 +640,7 @@ class WorkerPool:
                     on_start(w.job, w.process.pid)
             busy = [w for w in self.workers if w.job is not None]
             ready = set(wait_for([w.conn for w in busy] + [w.process.sentinel for w in busy], 1.0))
-            for i, w in enumerate(self.workers):
+            for w in self.workers:
                 if w.job is None or not (w.conn in ready or w.process.sentinel in ready):
                     continue
                 result = None
@@ -660,8 +660,7 @@ class WorkerPool:
                     f"worker pid {w.process.pid} died while running {job[0].label}\n"
                     f"{describe_exit(w.process.exitcode)}"
                 )
-                on_done(job, None, error)
-                self.workers[i] = self._spawn(w.gpu)
+                on_done(job, None, error)  # a fresh worker takes its slot's next job
             if time.perf_counter() - last_event >= HEARTBEAT_S:
                 on_idle()
                 last_event = time.perf_counter()
@@ -815,39 +814,39 @@ def estimate_from_records(
     spec: RunSpec,
     refs: dict[tuple[str, str], list[tuple[Path, dict]]],
     cache: dict[str, int | None],
-    max_scale: float | None = None,
+    same_points: bool = False,
 ) -> Estimate | None:
     """Seconds of ``spec`` from records of the same task and row (else baseline): their
-    seconds per step and point times ``spec``'s steps and points (median over records of the
-    first folder that has any). None when steps x points differ from the records' by more
-    than a factor ``max_scale`` (fixed costs make such scaling unreliable)."""
+    seconds per step and point times ``spec``'s steps and points (median over the records of
+    the first folder that has usable ones). ``same_points``: only records with as many
+    training points (step time is far from linear in the points at small sizes)."""
     found = refs.get((spec.task, spec.row)) or refs.get((spec.task, spec.baseline)) or []
-    if not found:
-        return None
-    first = found[0][0]
-    cands = [rec for folder, rec in found if folder == first]
     steps = planned_steps(spec.config)
     points = _points(spec.task, spec.config.get("task_options") or {}, cache)
-    if not steps or not points:
+    if not found or not steps or not points:
         return None
     size = sum(steps) * points
-    rates, scales = [], []
-    for rec in cands:
+    by_folder: dict[Path, list[tuple[float, float]]] = {}
+    for folder, rec in found:
         ref_steps = planned_steps(rec.get("config") or {})
         ref_points = _points(
             rec["task"], (rec.get("config") or {}).get("task_options") or {}, cache
         )
-        if ref_steps and ref_points and sum(ref_steps) > 0:
-            rates.append(float(rec["wall_clock"]) / (sum(ref_steps) * ref_points))
-            scales.append(size / (sum(ref_steps) * ref_points))
-    if not rates:
+        if not ref_steps or not ref_points or sum(ref_steps) <= 0:
+            continue
+        if same_points and ref_points != points:
+            continue
+        ref_size = sum(ref_steps) * ref_points
+        by_folder.setdefault(folder, []).append(
+            (float(rec["wall_clock"]) / ref_size, size / ref_size)
+        )
+    if not by_folder:
         return None
-    scale = sorted(scales)[len(scales) // 2]
-    if max_scale is not None and not 1 / max_scale <= scale <= max_scale:
-        return None
-    rate = sorted(rates)[len(rates) // 2]
+    folder, pairs = next(iter(by_folder.items()))
+    rate = sorted(r for r, _ in pairs)[len(pairs) // 2]
+    scale = sorted(x for _, x in pairs)[len(pairs) // 2]
     how = "" if abs(scale - 1) < 1e-9 else f", scaled x{scale:.3g}"
-    return Estimate(rate * size, f"records in {_short(first)} (n={len(rates)}{how})")
+    return Estimate(rate * size, f"records in {_short(folder)} (n={len(pairs)}{how})")
 
 
 def calibrate(config: dict[str, Any], threads: int | None = None) -> Estimate:
@@ -888,7 +887,8 @@ def calibrate(config: dict[str, Any], threads: int | None = None) -> Estimate:
     finally:
         torch.set_num_threads(old_threads)
     if not times:
-        return Estimate(None, "calibration took no step")
+        why = last_line(result.error) if result.status == "failed" else "no step taken"
+        return Estimate(None, f"calibration failed ({result.status}: {why})")
     per_level = {
         lvl: sorted(ts[CALIBRATION_WARMUP:] or ts)[len(ts[CALIBRATION_WARMUP:] or ts) // 2]
         for lvl, ts in times.items()
@@ -907,14 +907,14 @@ def estimate_all(
     threads: int | None = None,
 ) -> dict[str, Estimate]:
     """Per run label: seconds and where the number came from: records (with
-    ``calibrate_missing``: only those within a factor 4 of the run's steps x points), else a
-    calibration once per task x row when ``calibrate_missing``, else unknown."""
+    ``calibrate_missing``: only records with the run's number of points), else a calibration
+    once per task x row when ``calibrate_missing``, else unknown."""
     refs = reference_records(sources)
     cache: dict[str, int | None] = {}
     out: dict[str, Estimate] = {}
     calibrated: dict[tuple[str, str], Estimate] = {}
     for s in specs:
-        est = estimate_from_records(s, refs, cache, 4.0 if calibrate_missing else None)
+        est = estimate_from_records(s, refs, cache, same_points=calibrate_missing)
         if est is None and calibrate_missing:
             key = (s.task, s.row)
             if key not in calibrated:
@@ -1147,8 +1147,8 @@ def _dry_run(args, specs: list[RunSpec], folder: Path, workers: int) -> int:
     if plan.todo:
         threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
         estimates = estimate_all(plan.todo, _estimate_sources(args, folder), True, threads)
-        print("estimated wall time (from records of the same task and baseline scaled by steps "
-              "and points, else a short calibration in this process):")  # fmt: skip
+        print("estimated wall time (from records of the same task, baseline and points scaled "
+              "by steps, else a short calibration in this process):")  # fmt: skip
         print_estimates(plan.todo, estimates, workers)
     return 0
 

@@ -194,7 +194,11 @@ def test_write_record_unit_rules(tmp_path):
     assert read_record(path)["status"] == "failed" and not path.with_suffix(".pt").exists()
 
 
-def test_records_per_profile_and_variants(tmp_path, capsys):
+def test_records_per_profile_and_variants(tmp_path, capsys, monkeypatch):
+    from bench_mlkan import plots
+
+    monkeypatch.setattr(plots, "CONDITION_NS", (4, 8, 16))  # small plots: this tests folders
+    monkeypatch.setattr(plots, "SPECTRUM_GRID", (16, 6))
     results = tmp_path / "results"
     variant = {
         "task": "regression_rotated", "seeds": [1], "baselines": ["mlp_small"],
@@ -270,9 +274,11 @@ def test_estimate_from_records_scales_by_steps_and_points(tmp_path):
     assert est is not None
     assert est.seconds == pytest.approx(8.0 / (10 * p_tiny) * 5 * p_small)
     assert "scaled x" in est.source
-    # beyond max_scale the records are not used (the dry run calibrates instead)
-    far = bench.RunSpec("regression_rotated", "mlp_small", 1, {**small_ref, "schedule": [500]})
-    assert bench.estimate_from_records(far, refs, {}, max_scale=4.0) is None
+    # the dry run uses only records with as many points (else it calibrates)
+    assert bench.estimate_from_records(spec, refs, {}, same_points=True) is None
+    tiny = bench.RunSpec("regression_rotated", "mlp_small", 1, {**ref, "schedule": [2]})
+    est = bench.estimate_from_records(tiny, refs, {}, same_points=True)
+    assert est is not None and est.seconds == pytest.approx(8.0 * 2 / 10)
 
 
 def test_dry_run_estimates_say_where_they_come_from(tmp_path, capsys):
