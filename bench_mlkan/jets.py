@@ -2,16 +2,17 @@
 
 A PINN loss needs u, grad u and a few second derivatives of u with respect to 1-3 input
 coordinates. Nested ``autograd.grad(create_graph=True)`` builds them by differentiating the
-forward graph twice and the loss's backward then differentiates *that* graph once more.
+forward graph twice, and the loss's backward then differentiates *that* graph once more.
 A jet instead carries, per point, the value and the wanted derivatives through the network
-(forward-mode, Taylor arithmetic to order 2), so the loss's backward is one ordinary reverse
-pass through ordinary ops.
+(forward mode, Taylor arithmetic to order 2), so the loss's backward is one ordinary reverse
+pass.
 
-A ``Jet`` of width W holds ``data`` (1 + D + M, N, W): row 0 the value, rows 1..D the first
-derivatives along D input directions, rows 1+D.. the M second derivatives d2/(dir_i dir_j)
-for ``pairs`` [(i, j), ...] (pure ones, and mixed ones only when asked). The rules:
+A ``Jet`` of width W holds the value (N, W) and the derivative rows ``rest`` (D + M, N, W):
+first the derivatives along D input directions, then the M second derivatives
+d2/(dir_i dir_j) for ``pairs`` [(i, j), ...] (pure ones, and mixed ones only when asked).
+The rules:
 
-* affine / ``Linear`` y = x W^T + b: every row times W^T, the bias only in the value;
+* affine / ``Linear`` y = x W^T + b: value and rows times W^T, the bias only in the value;
 * elementwise y = f(x): y_i = f' x_i,  y_ij = f' x_ij + f'' x_i x_j;
 * product y = a b: y_i = a_i b + a b_i,  y_ij = a_ij b + a_i b_j + a_j b_i + a b_ij;
 * spline layer y = S(x) with u = (clamp(x) - a) / h and m = 1 inside [a, b] (ends
@@ -22,8 +23,12 @@ for ``pairs`` [(i, j), ...] (pure ones, and mixed ones only when asked). The rul
       y_i  = contract_1(x_i m / h)
       y_ij = contract_1(x_ij m / h) + contract_2(x_i x_j m / h^2)
 
-  with the multipliers of one derivative order stacked along the batch (u repeated), so a
-  layer costs three contractions (orders 0, 1, 2), not one per component.
+Fast paths (CPU, float32/float64, the C kernels built; ``jets_c``): a spline layer is one
+fused C call (weights evaluated once per input for all rows, exact hand-written backward)
+and the elementwise maps tanh, sigmoid, SiLU, sin and ReLU one C call each way. Elsewhere
+(CUDA, no compiler, ``kernel`` other than "c") the same rules run in PyTorch: the spline
+layer through ``kernels._contract`` with the multipliers of one order stacked along the
+batch (u repeated), three contractions per layer.
 
 Models: ``forward(model, jet)`` dispatches on module types through ``JET_RULES`` (a plain
 dict; a module whose class overrides ``forward`` of the registered class is not matched):
@@ -34,8 +39,7 @@ in its B-spline form, the same function - and output bias), ``MLP``, ``nn.Sequen
 whether every part has a rule; the PINN tasks fall back to nested autograd otherwise.
 
 Values are computed by the same operations as the model's own forward, so the jet's value
-equals ``model(x)`` to the bit wherever that is cheap (spline layers, squash, activations),
-and to round-off elsewhere (a stacked matmul).
+equals ``model(x)`` to the bit (except a ``PowerReLULayer`` evaluated literally).
 """
 
 from __future__ import annotations
@@ -48,17 +52,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
+from . import jets_c
 from . import kernels as K
-from .models import (
-    MLP,
-    BSplineLayer,
-    InputMap,
-    PowerReLULayer,
-    SplineLayer,
-    SplineNetwork,
-    _Sin,
-)
+from .models import MLP, BSplineLayer, InputMap, PowerReLULayer, SplineLayer, SplineNetwork, _Sin
 from .splines import Grid, clamp_to_grid
 
 Pairs = tuple[tuple[int, int], ...]
@@ -70,44 +68,40 @@ class Jet:
     """Value and input derivatives of a (N, W) quantity; see the module docstring.
 
     Attributes:
-        data: (1 + D + M, N, W): value, D first derivatives, M second derivatives.
-        pairs: M pairs (i, j), i <= j < D: row 1 + D + m is d2/(dir_i dir_j).
+        value: (N, W).
+        rest: (D + M, N, W): rows 0..D-1 the first derivatives along the D directions,
+            row D + m the second derivative d2 / (dir_i dir_j) for (i, j) = pairs[m].
+        num_directions: D.
+        pairs: M pairs (i, j), i <= j < D.
     """
 
-    data: Tensor
+    value: Tensor
+    rest: Tensor
+    num_directions: int
     pairs: Pairs
 
     @property
-    def num_directions(self) -> int:
-        return self.data.shape[0] - 1 - len(self.pairs)
-
-    @property
-    def value(self) -> Tensor:
-        """(N, W)."""
-        return self.data[0]
-
-    @property
     def first(self) -> Tensor:
-        """(D, N, W)."""
-        return self.data[1 : 1 + self.num_directions]
+        """(D, N, W) (a view of ``rest``)."""
+        return self.rest[: self.num_directions]
 
     @property
     def second(self) -> Tensor:
-        """(M, N, W)."""
-        return self.data[1 + self.num_directions :]
+        """(M, N, W) (a view of ``rest``)."""
+        return self.rest[self.num_directions :]
 
-    @property
-    def derivatives(self) -> Tensor:
-        """First and second derivatives: (D + M, N, W)."""
-        return self.data[1:]
+    def replace(self, value: Tensor, rest: Tensor) -> Jet:
+        """A jet with the same directions and pairs."""
+        return Jet(value, rest, self.num_directions, self.pairs)
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Jet:
+        """``fn`` applied to the value and to the rows: for maps linear in the last
+        dimension (column selection, fixed per-point combinations, ...)."""
+        return self.replace(fn(self.value), fn(self.rest))
 
     def column(self, k: int) -> Jet:
         """Column k as a width-1 jet."""
-        return Jet(self.data[:, :, k : k + 1], self.pairs)
-
-
-def _pair_index(pairs: Pairs) -> tuple[list[int], list[int]]:
-    return [i for i, _ in pairs], [j for _, j in pairs]
+        return self.map(lambda t: t[..., k : k + 1])
 
 
 def check_pairs(num_directions: int, pairs: Sequence[Sequence[int]]) -> Pairs:
@@ -130,82 +124,78 @@ def seed(x: Tensor, directions: Sequence[int], pairs: Sequence[Sequence[int]] = 
     if any(not 0 <= c < d for c in dirs):
         raise ValueError(f"directions {dirs} must be coordinates 0..{d - 1}")
     P = check_pairs(len(dirs), pairs)
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)[dirs]  # (D, d)
-    first = eye[:, None, :].expand(len(dirs), N, d)
-    second = x.new_zeros(len(P), N, d)
-    return Jet(torch.cat([x[None], first, second]), P)
+    rest = x.new_zeros(len(dirs) + len(P), N, d)
+    for k, c in enumerate(dirs):
+        rest[k, :, c] = 1
+    return Jet(x, rest, len(dirs), P)
 
 
-def _assemble(value: Tensor, first: Tensor, second: Tensor | None, pairs: Pairs) -> Jet:
-    parts = [value[None], first] + ([] if second is None or not pairs else [second])
-    return Jet(torch.cat(parts), pairs)
+def _pad_second(jet: Jet, second: Tensor) -> Tensor:
+    """(M, N, W) -> (D + M, N, W) with zero first-derivative rows (backward: a view)."""
+    return F.pad(second, (0, 0, 0, 0, jet.num_directions, 0))
 
 
-# ----------------------------------------------------------------------------- elementwise
+def _pair_products(jet: Jet, a: Tensor, b: Tensor) -> Tensor:
+    """(M, N, W): a[i] * b[j] for the pairs (i, j) of the jet."""
+    return torch.stack([a[i] * b[j] for i, j in jet.pairs])
+
+
+# ----------------------------------------------------------------------------- basic rules
 def elementwise(jet: Jet, value: Tensor, d1: Tensor, d2: Tensor | None) -> Jet:
     """y = f(x) with value f(x), f'(x), f''(x) (each (N, W); d2 None: f'' = 0)."""
-    D = jet.num_directions
-    if not jet.pairs:
-        return Jet(torch.cat([value[None], d1 * jet.data[1:]]), jet.pairs)
-    rest = d1 * jet.data[1:]  # (D + M, N, W)
-    if d2 is None:
-        return Jet(torch.cat([value[None], rest]), jet.pairs)
-    I, J = _pair_index(jet.pairs)
-    first = jet.first
-    second = torch.addcmul(rest[D:], d2 * first[I], first[J])
-    return _assemble(value, rest[:D], second, jet.pairs)
+    rest = d1 * jet.rest
+    if d2 is not None and jet.pairs:
+        rest = rest + _pad_second(jet, d2 * _pair_products(jet, jet.first, jet.first))
+    return jet.replace(value, rest)
 
 
 def scale_shift(jet: Jet, value: Tensor, scale: Tensor) -> Jet:
     """y = x * scale + shift (per column; ``value`` = y given): derivatives times scale."""
-    return Jet(torch.cat([value[None], jet.data[1:] * scale]), jet.pairs)
+    return jet.replace(value, jet.rest * scale)
 
 
 def add_to_value(jet: Jet, bias: Tensor) -> Jet:
     """y = x + bias (derivatives unchanged)."""
-    return Jet(torch.cat([(jet.value + bias)[None], jet.data[1:]]), jet.pairs)
+    return jet.replace(jet.value + bias, jet.rest)
 
 
 def linear(jet: Jet, weight: Tensor, bias: Tensor | None = None) -> Jet:
-    """y = x W^T + b: the value as ``F.linear`` computes it, derivatives without bias."""
-    value = F.linear(jet.value, weight, bias)
-    return Jet(torch.cat([value[None], jet.data[1:] @ weight.T]), jet.pairs)
+    """y = x W^T + b: the value as ``F.linear`` computes it, the rows (one matmul) without
+    the bias."""
+    return jet.replace(F.linear(jet.value, weight, bias), jet.rest @ weight.T)
 
 
 def mul(a: Jet, b: Jet) -> Jet:
     """Product of two jets with the same directions and pairs (widths broadcast)."""
     if a.pairs != b.pairs or a.num_directions != b.num_directions:
         raise ValueError("jets of a product need the same directions and pairs")
-    value = a.value * b.value
-    first = a.first * b.value + a.value * b.first
-    if not a.pairs:
-        return _assemble(value, first, None, a.pairs)
-    I, J = _pair_index(a.pairs)
-    a1, b1 = a.first, b.first
-    second = a.second * b.value + a.value * b.second + a1[I] * b1[J] + a1[J] * b1[I]
-    return _assemble(value, first, second, a.pairs)
+    rest = a.rest * b.value + a.value * b.rest
+    if a.pairs:
+        cross = _pair_products(a, a.first, b.first) + _pair_products(a, b.first, a.first)
+        rest = rest + _pad_second(a, cross)
+    return a.replace(a.value * b.value, rest)
 
 
 def pointwise(fn: Callable[[Tensor], Tensor], jet: Jet) -> Jet:
     """The jet of y = fn(x) for a fixed, parameter-free, pointwise map (row n of y depends
     only on row n of x), e.g. a task's input features: fn's own first and second derivatives
-    by autograd at the (detached) value, then the chain rule. Costs F (1 + D) small autograd
-    calls for F outputs; the result is differentiable in the incoming jet."""
+    by autograd at the (detached) value, then the chain rule. Costs F (1 + d) small autograd
+    calls for F outputs and d inputs; the result is differentiable in the incoming jet."""
     x0 = jet.value.detach().requires_grad_(True)
     need2 = bool(jet.pairs)
+    grads, hess = [], []
     with torch.enable_grad():
         y = fn(x0)
-        F_out, d = y.shape[1], x0.shape[1]
-        grads, hess = [], []
-        for f in range(F_out):
+        d = x0.shape[1]
+        for f in range(y.shape[1]):
             (g,) = torch.autograd.grad(
                 y[:, f].sum(), x0, create_graph=need2, allow_unused=True, materialize_grads=True
             )
-            grads.append(g if need2 else g.detach())  # (N, d)
+            grads.append(g.detach())  # (N, d)
             if need2:
                 rows = []
                 for a in range(d):
-                    if not g.requires_grad:
+                    if not g.requires_grad:  # fn is affine in x
                         rows.append(torch.zeros_like(x0))
                         continue
                     (h,) = torch.autograd.grad(
@@ -214,18 +204,14 @@ def pointwise(fn: Callable[[Tensor], Tensor], jet: Jet) -> Jet:
                     )  # fmt: skip
                     rows.append(h.detach())
                 hess.append(torch.stack(rows, 1))  # (N, d, d)
-    J = torch.stack([g.detach() for g in grads], -1)  # (N, d, F)
-    value = fn(jet.value)
-    first = torch.einsum("knd,ndf->knf", jet.first, J)
-    if not jet.pairs:
-        return _assemble(value, first, None, jet.pairs)
-    H = torch.stack(hess, -1)  # (N, d, d, F)
-    I, Jdx = _pair_index(jet.pairs)
-    x1 = jet.first
-    second = torch.einsum("mnd,ndf->mnf", jet.second, J) + torch.einsum(
-        "mna,nabf,mnb->mnf", x1[I], H, x1[Jdx]
-    )
-    return _assemble(value, first, second, jet.pairs)
+    J = torch.stack(grads, -1)  # (N, d, F)
+    rest = torch.einsum("rnd,ndf->rnf", jet.rest, J).contiguous()
+    if need2:
+        H = torch.stack(hess, -1)  # (N, d, d, F)
+        x1 = jet.first
+        curv = torch.stack([torch.einsum("na,nabf,nb->nf", x1[i], H, x1[j]) for i, j in jet.pairs])
+        rest = rest + _pad_second(jet, curv)
+    return jet.replace(fn(jet.value), rest)
 
 
 # ----------------------------------------------------------------------------- activations
@@ -263,18 +249,18 @@ def _gelu(z: Tensor, y: Tensor) -> Derivs:
 
 
 def power_relu_derivatives(k: int) -> Callable[[Tensor, Tensor], Derivs]:
-    """f = ReLU(z)^k (k = 0: the Heaviside step z >= 0): f', f''."""
+    """f = ReLU(z)^k (k = 0: the Heaviside step z >= 0): f', f'' (0 where z <= 0)."""
 
     def rule(z: Tensor, y: Tensor) -> Derivs:
-        r = torch.relu(z)
-        d1 = k * r ** (k - 1) if k >= 1 else torch.zeros_like(z)
-        d2 = k * (k - 1) * r ** (k - 2) if k >= 2 else None
+        r, on = torch.relu(z), (z > 0).to(z.dtype)
+        d1 = k * r ** (k - 1) * on if k >= 1 else torch.zeros_like(z)
+        d2 = k * (k - 1) * r ** (k - 2) * on if k >= 2 else None
         return d1, d2
 
     return rule
 
 
-#: activation name -> (f' , f'') from (z, f(z)); a plain dict
+#: activation name -> (f', f'') from (z, f(z)); a plain dict
 ACTIVATIONS: dict[str, Callable[[Tensor, Tensor], Derivs]] = {
     "tanh": _tanh,
     "sigmoid": _sigmoid,
@@ -286,50 +272,170 @@ ACTIVATIONS: dict[str, Callable[[Tensor, Tensor], Derivs]] = {
 }
 
 
+class ActivationJetFunction(torch.autograd.Function):
+    """Derivative rows (R, N, W) of y = scale * f(z) from the input rows X (R, N, W): the
+    C kernel ``jets_c`` (``act_forward``); aux: f's torch-computed auxiliaries (detached).
+    Once differentiable (exact hand-written backward)."""
+
+    @staticmethod
+    def forward(ctx, z, X, kind, scale, aux, D, pairs):  # type: ignore[override]
+        kern = jets_c.load()
+        assert kern is not None
+        ctx.save_for_backward(z, X, *[a for a in aux if a is not None])
+        ctx.meta = (kern, kind, scale, [a is not None for a in aux], D, pairs)
+        return kern.act_forward(kind, scale, z, aux, X, D, pairs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gY):  # type: ignore[override]
+        kern, kind, scale, present, D, pairs = ctx.meta
+        z, X, *saved = ctx.saved_tensors
+        it = iter(saved)
+        aux = [next(it) if p else None for p in present]
+        gz, gX = kern.act_backward(kind, scale, z, aux, X, gY, D, pairs, ctx.needs_input_grad[:2])
+        return gz, gX, None, None, None, None, None
+
+
+def _fast(t: Tensor) -> bool:
+    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+
+
+def _activation_c(jet: Jet, kind: str, scale: float, z: Tensor, aux: list[Tensor | None]):
+    """The rows of scale * f(z) through the C kernel, or None where it cannot run."""
+    R = jet.rest.shape[0]
+    if R == 0 or not _fast(z) or jets_c.load() is None or R + 1 > jets_c.RMAX:
+        return None
+    aux = [None if a is None else a.detach().contiguous() for a in aux]
+    return ActivationJetFunction.apply(
+        z.contiguous(), jet.rest.contiguous(), kind, scale, aux, jet.num_directions, jet.pairs
+    )
+
+
+def _c_aux(name: str, z: Tensor, y: Tensor) -> list[Tensor | None] | None:
+    """The C kernel's auxiliaries of activation ``name`` at z (value y); None: no C kind."""
+    if name in ("tanh", "sigmoid"):
+        return [y, None]
+    if name == "silu":
+        return [torch.sigmoid(z), None]
+    if name == "sin":
+        return [torch.cos(z), y]
+    if name == "relu":
+        return [None, None]
+    return None
+
+
 def activation(jet: Jet, name: str, fn: Callable[[Tensor], Tensor]) -> Jet:
-    """y = fn(x) elementwise with the derivative rule ``ACTIVATIONS[name]``."""
+    """y = fn(x) elementwise with the derivative rule ``ACTIVATIONS[name]`` (fused C kernel
+    for tanh, sigmoid, silu, sin, relu where available)."""
     z = jet.value
     y = fn(z)
+    aux = _c_aux(name, z, y) if _fast(z) else None
+    rest = None if aux is None else _activation_c(jet, name, 1.0, z, aux)
+    if rest is not None:
+        return jet.replace(y, rest)
     d1, d2 = ACTIVATIONS[name](z, y)
     return elementwise(jet, y, d1, d2)
 
 
+def squash(jet: Jet, name: str | None, a: float, b: float) -> Jet:
+    """The models' fixed squash onto [a, b] (``models._squash_fn``): mid + half tanh(z)
+    or a + (b - a) sigmoid(z); None: identity."""
+    if name is None:
+        return jet
+    if name not in ("tanh", "sigmoid"):
+        raise ValueError(f"no jet rule for squash {name!r}")
+    z = jet.value
+    base = torch.tanh(z) if name == "tanh" else torch.sigmoid(z)
+    scale = (b - a) / 2 if name == "tanh" else b - a
+    value = (a + b) / 2 + scale * base if name == "tanh" else a + scale * base
+    rest = _activation_c(jet, name, scale, z, [base, None]) if _fast(z) else None
+    if rest is not None:
+        return jet.replace(value, rest)
+    d1, d2 = ACTIVATIONS[name](z, base)
+    return elementwise(jet, value, scale * d1, None if d2 is None else scale * d2)
+
+
 # ----------------------------------------------------------------------------- splines
+class SplineJetFunction(torch.autograd.Function):
+    """(value (N, Q), rows (R, N, Q)) of a spline layer from u (N, P), the multipliers
+    C (R, N, P) and the table (P (n + k), Q): the fused C kernel of ``jets_c``.
+    Once differentiable (its backward is the kernel's exact gradient)."""
+
+    @staticmethod
+    def forward(ctx, u, C, tab, grid_size, degree, D, pairs):  # type: ignore[override]
+        kern = jets_c.load()
+        assert kern is not None
+        ctx.save_for_backward(u, C, tab)
+        ctx.meta = (kern, grid_size, degree, D, pairs)
+        Y = kern.forward(u, C, tab, grid_size, degree, D, pairs)
+        return Y[0], Y[1:]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_value, g_rest):  # type: ignore[override]
+        u, C, tab = ctx.saved_tensors
+        kern, grid_size, degree, D, pairs = ctx.meta
+        gY = torch.cat([g_value[None], g_rest])
+        needs = ctx.needs_input_grad[:3]
+        gu, gC, gt = kern.backward(u, C, tab, gY, grid_size, degree, D, pairs, needs)
+        return gu, gC, gt, None, None, None, None
+
+
 def spline(jet: Jet, coef: Tensor, grid: Grid, kernel: str | None = None) -> Jet:
     """The jet of a spline layer y[b, q] = sum_p S_qp(clamp(x[b, p])) (module docstring).
 
+    Runs the fused C kernel (``jets_c``) when ``kernel`` resolves to "c" and it is built,
+    else the ``kernels`` maps of that kernel ("autograd" is served by "dense").
+
     Args:
         jet: width P; coef: (Q, P, n + k) B-spline coefficients; kernel: as
-            ``kernels.spline_contract`` ("autograd" is served by "dense": same function).
+            ``kernels.spline_contract``.
     Returns:
         width Q.
     """
     x = jet.value
     name = K.resolve_kernel(kernel, grid, x.device, x.dtype)
-    kern = K.KERNELS["dense" if name == "autograd" else name]
     Q, P, nb = coef.shape
-    N, D, M = x.shape[0], jet.num_directions, len(jet.pairs)
+    D, R = jet.num_directions, jet.rest.shape[0]
     a, b = grid.grid_range
     u = (clamp_to_grid(x, grid) - a) / grid.h  # exactly as kernels.spline_contract
     tab = coef.permute(1, 2, 0).reshape(P * nb, Q)
-
-    def spec(order: int) -> K.LocalSpec:
-        return K.local_spec(grid.grid_size, grid.degree, order, x.dtype, x.device)
-
-    y0 = K._contract(None, u, tab, spec(0), kern)
-    R = D + M
+    kern = K.KERNELS["dense" if name == "autograd" else name]
     if R == 0:
-        return Jet(y0[None], jet.pairs)
+        spec = K.local_spec(grid.grid_size, grid.degree, 0, x.dtype, x.device)
+        return jet.replace(K._contract(None, u, tab, spec, kern), x.new_zeros(0, x.shape[0], Q))
     du = ((x >= a) & (x <= b)).to(x.dtype) / grid.h  # d u / d x (clamp: 0 outside)
-    c1 = (jet.data[1:] * du).reshape(R * N, P)
-    y1 = K._contract(c1, u.repeat(R, 1), tab, spec(1), kern).reshape(R, N, Q)
-    if M == 0 or grid.degree < 2:
-        return Jet(torch.cat([y0[None], y1]), jet.pairs)
-    I, J = _pair_index(jet.pairs)
-    f = jet.first * du
-    c2 = (f[I] * f[J]).reshape(M * N, P)
-    y2 = K._contract(c2, u.repeat(M, 1), tab, spec(2), kern).reshape(M, N, Q)
-    return Jet(torch.cat([y0[None], y1[:D], y1[D:] + y2]), jet.pairs)
+    C = (jet.rest * du).contiguous()  # (R, N, P)
+    fused = (
+        name == "c"
+        and _fast(x)
+        and jets_c.load() is not None
+        and R + 1 <= jets_c.RMAX
+        and grid.degree < jets_c.KMAX
+    )
+    if fused:
+        value, rest = SplineJetFunction.apply(
+            u.contiguous(), C, tab.contiguous(), grid.grid_size, grid.degree, D, jet.pairs
+        )
+        return jet.replace(value, rest)
+    return _spline_by_maps(jet, u, C, tab, grid, kern)
+
+
+def _spline_by_maps(jet: Jet, u: Tensor, C: Tensor, tab: Tensor, grid: Grid, kern) -> Jet:
+    """``spline`` through the kernels' contract_0/1/2 (u repeated per stacked row)."""
+    N, P = u.shape
+    R, M = jet.rest.shape[0], len(jet.pairs)
+
+    def contract(order: int, c: Tensor | None, copies: int) -> Tensor:
+        spec = K.local_spec(grid.grid_size, grid.degree, order, u.dtype, u.device)
+        return K._contract(c, u if copies == 1 else u.repeat(copies, 1), tab, spec, kern)
+
+    value = contract(0, None, 1)
+    rest = contract(1, C.reshape(R * N, P), R).reshape(R, N, -1)
+    if M and grid.degree >= 2:
+        c2 = _pair_products(jet, C, C).reshape(M * N, P)
+        rest = rest + _pad_second(jet, contract(2, c2, M).reshape(M, N, -1))
+    return jet.replace(value, rest)
 
 
 # ----------------------------------------------------------------------------- modules
@@ -337,36 +443,13 @@ def _spline_network(net: nn.Module, jet: Jet) -> Jet:
     assert isinstance(net, SplineNetwork)
     lo, hi = net.grid.grid_range
     jet = forward(net.input_map, jet)
-    squash = _squash_rule(net.squash, lo, hi)
     if net.linear is not None:
-        jet = squash(forward(net.linear, jet))
+        jet = squash(forward(net.linear, jet), net.squash, lo, hi)
     for i, layer in enumerate(net.layers):
         if i > 0:
-            jet = squash(jet)
+            jet = squash(jet, net.squash, lo, hi)
         jet = forward(layer, jet)
     return jet if net.output_bias is None else add_to_value(jet, net.output_bias)
-
-
-def _squash_rule(name: str | None, a: float, b: float) -> Callable[[Jet], Jet]:
-    """The models' fixed squash onto [a, b] (``models._squash_fn``) as a jet map."""
-    if name is None:
-        return lambda jet: jet
-    mid, half, width = (a + b) / 2, (b - a) / 2, b - a
-
-    def tanh(jet: Jet) -> Jet:
-        t = torch.tanh(jet.value)
-        d1 = half * (1 - t * t)
-        return elementwise(jet, mid + half * t, d1, -2 * t * d1)
-
-    def sigmoid(jet: Jet) -> Jet:
-        s = torch.sigmoid(jet.value)
-        d1 = width * (s * (1 - s))
-        return elementwise(jet, a + width * s, d1, d1 * (1 - 2 * s))
-
-    rules = {"tanh": tanh, "sigmoid": sigmoid}
-    if name not in rules:
-        raise ValueError(f"no jet rule for squash {name!r}")
-    return rules[name]
 
 
 def _spline_layer(layer: nn.Module, jet: Jet) -> Jet:
@@ -378,7 +461,7 @@ def _input_map(m: nn.Module, jet: Jet) -> Jet:
     assert isinstance(m, InputMap)
     if m.domain is None:
         return jet
-    return scale_shift(jet, m(jet.value), m.scale.to(jet.data.dtype))
+    return scale_shift(jet, m(jet.value), m.scale.to(jet.value.dtype))
 
 
 def _linear(m: nn.Module, jet: Jet) -> Jet:
@@ -413,10 +496,15 @@ def _network_parts(m: nn.Module) -> list[nn.Module]:
     return [m.input_map, *([m.linear] if m.linear is not None else []), *m.layers]
 
 
+def _mlp_parts(m: nn.Module) -> list[nn.Module]:
+    assert isinstance(m, MLP)
+    return [m.input_map, m.net]
+
+
 #: module class -> rule (a plain dict); subclasses match unless they override ``forward``
 JET_RULES: dict[type[nn.Module], JetRule] = {
     SplineNetwork: JetRule(_spline_network, _network_parts),
-    MLP: JetRule(_mlp, lambda m: [m.input_map, m.net]),  # type: ignore[list-item]
+    MLP: JetRule(_mlp, _mlp_parts),
     nn.Sequential: JetRule(_sequential, lambda m: list(m.children())),
     InputMap: JetRule(_input_map),
     nn.Linear: JetRule(_linear),
@@ -466,8 +554,10 @@ def forward(model: nn.Module, jet: Jet) -> Jet:
 __all__ = [
     "ACTIVATIONS",
     "JET_RULES",
+    "ActivationJetFunction",
     "Jet",
     "JetRule",
+    "SplineJetFunction",
     "activation",
     "add_to_value",
     "elementwise",
@@ -480,5 +570,6 @@ __all__ = [
     "scale_shift",
     "seed",
     "spline",
+    "squash",
     "supports",
 ]

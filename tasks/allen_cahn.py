@@ -64,7 +64,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bench_mlkan import cache_files
+from bench_mlkan import cache_files, jets
+from bench_mlkan.jets import Jet
 
 from .pinn import (
     PINNTask,
@@ -582,6 +583,9 @@ class AllenCahn1D(PINNTask):
         if self.periodic == "features":
             return torch.stack([torch.cos(PI * x[:, 0]), torch.sin(PI * x[:, 0]), x[:, 1]], dim=-1)
         return x
+
+    def features_jet(self, x: Jet) -> Jet:
+        return jets.pointwise(self.features, x) if self.periodic == "features" else x
 
     # -- problem --------------------------------------------------------------------
     def solution(self) -> SpectralSolution:

@@ -226,12 +226,12 @@ def _jet_rows(task, model, x, directions, pairs, features, maps) -> dict:
     pos = {c: k for k, c in enumerate(directions)}
     xj = jets.seed(xv, directions, [(pos[i], pos[j]) for i, j in pairs])
     uj = output_jet(xj, jets.forward(model, features_jet(xj)))
-    if uj.data.shape[-1] != 1:
-        raise ValueError(f"derivatives() needs a scalar output, got width {uj.data.shape[-1]}")
-    data = uj.data[..., 0]  # (1 + D + M, N)
-    rows: dict = {"u": data[0]}
-    rows.update({c: data[1 + k] for k, c in enumerate(directions)})
-    rows.update({p: data[1 + len(directions) + m] for m, p in enumerate(pairs)})
+    if uj.value.shape[-1] != 1:
+        raise ValueError(f"derivatives() needs a scalar output, got width {uj.value.shape[-1]}")
+    rest = uj.rest[..., 0].unbind(0)  # one node: its backward is one stack
+    rows: dict = {"u": uj.value[:, 0]}
+    rows.update(zip(directions, rest))
+    rows.update(zip(pairs, rest[len(directions) :]))
     return rows
 
 
@@ -264,7 +264,7 @@ def _global_max(x: Tensor) -> Tensor:
 
 
 class ResidualAttention:
-    """Residual-based attention (RBA) weights on one point set (PAPER.md 5.2).
+    """Residual-based attention (RBA) weights on one point set (METHOD.md 5.2).
 
     lambda_i starts at 1; with ``update``: lambda_i <- (1 - mu) lambda_i + mu |r_i| / max_j |r_j|
     (the max over *all* points: all-reduced when torch.distributed is initialized), and the

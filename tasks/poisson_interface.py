@@ -1,4 +1,4 @@
-"""2-D Poisson interface problem (PAPER.md 5.2): div(eps grad u) = f on [-1, 1]^2, u = 0 on
+"""2-D Poisson interface problem (METHOD.md 5.2): div(eps grad u) = f on [-1, 1]^2, u = 0 on
 the boundary, eps = 1 for x < 0 and 1/2 for x >= 0.
 
 Exact solution (u has a kink at x = 0, the flux eps u_x is continuous)::
@@ -16,7 +16,7 @@ continuous across x = 0 by construction and may have a kink there. Derivatives:
 * interface points (x = 0): the one-sided x-derivatives come from the feature
   gradient, u_x(0-) = du/dz1 - du/dz3 and u_x(0+) = du/dz1 + du/dz3.
 
-Loss (sums over points, PAPER.md 5.2)::
+Loss (sums over points, METHOD.md 5.2)::
 
     1e-2 sum_V (lambda_i r_i)^2 + 1 sum_B u^2 + 1e-1 sum_I (eps_l u_x(0-) - eps_r u_x(0+))^2
 
@@ -102,11 +102,11 @@ class LevelSetFeatures:
     def jet(self, x: Jet) -> Jet:
         """The third feature's value and derivatives are s times those of x."""
         s = self.sign(x.value)
-        return Jet(torch.cat([x.data, x.data[:, :, :1] * s], dim=-1), x.pairs)
+        return x.map(lambda t: torch.cat([t, t[..., :1] * s], dim=-1))
 
 
 class PoissonInterface2D(PINNTask):
-    """The paper's interface problem (PAPER.md 5.2); see the module docstring.
+    """The paper's interface problem (METHOD.md 5.2); see the module docstring.
 
     Args:
         size: "paper" (51 x 51 grid: 2401 interior, 200 boundary, 49 interface points),

@@ -1,0 +1,690 @@
+"""A fused C kernel for the jet of a spline layer (``jets.spline``), loaded with ctypes.
+
+For one spline layer with inputs u[b, p] = (clamp(x) - a) / h in [0, n], the coefficient
+table T (P (n + k), Q) (``kernels``' layout), R = D + M derivative multipliers
+C[k, b, p] (C[k] = x_k du/dx for the D first and M second derivatives of the input) and
+pairs (I[m], J[m]) of the first ones, every output row of the jet is one local contraction
+with its own weights a[row, r] (w^d_r = d^d/du^d B_{cell+r}(u), ``kernels.derivative_tables``)::
+
+    Y[row, b, q] = sum_{p, r} a[row, r](b, p) T[p (n + k) + cell + r, q]
+    a[0]         = w^0                                  (value)
+    a[1 + i]     = C[i] w^1                             (first derivative, i < D)
+    a[1 + D + m] = C[D + m] w^1 + C[I m] C[J m] w^2     (second derivative m)
+
+``forward`` computes Y (1 + R, N, Q) in one pass: the weights of an input are evaluated once
+for all rows and each coefficient row is loaded once for all of them. ``backward`` returns,
+for a cotangent G (1 + R, N, Q), the gradients with respect to u, C and T in one pass (dot
+products of G with the k+1 coefficient rows, then closed-form sums with w^1, w^2, w^3;
+thread-private table gradients summed at the end). The pair is exact first-order calculus
+(``torch.autograd.gradcheck`` in the tests); the jet route needs no double backward.
+
+Build: as ``kernels_c`` (plain C, ``cc -O3 -march=native -fopenmp``, cached under
+``$BENCH_MLKAN_CACHE`` with a verified sidecar through ``cache_files``); ``load()`` returns
+None without a compiler or with ``BENCH_MLKAN_NO_C=1``, and ``jets`` then uses the
+``kernels`` maps instead (same numbers, slower).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from . import cache_files, kernels_c
+from .kernels import derivative_tables
+
+VERSION = 3
+#: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
+KMAX, RMAX = 6, 10
+
+_C_HEADER = r"""#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#define INLINE static inline __attribute__((always_inline))
+#define KMAX 6         /* K1 = degree + 1 <= KMAX */
+#define RMAX 10        /* output rows 1 + D + M <= RMAX */
+#define PAR_WORK 32768 /* multiply-adds below which a call runs on one thread */
+"""
+
+_C_TEMPLATE = r"""
+/* ============================ scalar_t = @T@ ============================ */
+#define VL_@SUF@ (64 / (int64_t)sizeof(@T@)) /* outputs per register block */
+
+typedef struct {
+  const @T@ *u, *C, *tab, *G, *tables;
+  @T@ *Y, *gu, *gC, *gtab;
+  const int64_t *pi, *pj;
+  int64_t N, P, n, K1, Q, D, M;
+} jargs_@SUF@;
+
+/* per-thread scratch for one batch row: offsets, weights, multipliers, coefficients */
+typedef struct {
+  int64_t* off; /* (P K1) row offsets (p (n + k) + cell + r) Q */
+  @T@* w;       /* (P, 4, K1) w^0..w^3 */
+  @T@* c;       /* (P, R) multipliers */
+  @T@* a;       /* (P K1, R1) row coefficients */
+  @T@* dot;     /* (P K1, R1) G . T rows */
+} jscratch_@SUF@;
+
+INLINE int64_t jcell_@SUF@(@T@ uu, int64_t n, @T@* s) {
+  @T@ f = floor(uu);
+  if (!(f >= (@T@)0)) f = (@T@)0;
+  if (f > (@T@)(n - 1)) f = (@T@)(n - 1);
+  *s = uu - f;
+  return (int64_t)f;
+}
+
+/* cells, weights of orders 0 .. orders-1 and coefficients a of every input of row b */
+INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t K1, int orders,
+                        jscratch_@SUF@* S) {
+  const int64_t N = A->N, P = A->P, n = A->n, Q = A->Q, D = A->D, M = A->M;
+  const int64_t nb = n + K1 - 1, TS = K1 * K1 + 2 * K1, R = D + M, R1 = R + 1;
+  for (int64_t p = 0; p < P; ++p) {
+    @T@ s;
+    const int64_t cell = jcell_@SUF@(A->u[b * P + p], n, &s);
+    @T@* w = S->w + p * 4 * KMAX;
+    for (int d = 0; d < orders; ++d) {
+      const @T@* poly = A->tables + d * TS;
+      const @T@* sign = poly + K1 * K1;
+      const @T@* shift = sign + K1;
+      for (int64_t r = 0; r < K1; ++r) {
+        const @T@ z = shift[r] + sign[r] * s;
+        @T@ acc = poly[(K1 - 1) * K1 + r];
+        for (int64_t m = K1 - 2; m >= 0; --m) acc = acc * z + poly[m * K1 + r];
+        w[d * KMAX + r] = acc;
+      }
+    }
+    @T@* c = S->c + p * RMAX;
+    for (int64_t k = 0; k < R; ++k) c[k] = A->C[(k * N + b) * P + p];
+    for (int64_t r = 0; r < K1; ++r) {
+      const int64_t pr = p * K1 + r;
+      S->off[pr] = (p * nb + cell + r) * Q;
+      @T@* a = S->a + pr * R1;
+      const @T@ w1 = w[KMAX + r], w2 = w[2 * KMAX + r];
+      a[0] = w[r];
+      for (int64_t i = 0; i < D; ++i) a[1 + i] = c[i] * w1;
+      for (int64_t m = 0; m < M; ++m)
+        a[1 + D + m] = c[D + m] * w1 + c[A->pi[m]] * c[A->pj[m]] * w2;
+    }
+  }
+}
+
+/* Y[k, b, :] = sum_pr a[pr, k] T[off[pr] + :]: R1 x VL accumulators in registers */
+INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
+                            const jscratch_@SUF@* S) {
+  const int64_t Q = A->Q, N = A->N, PK = A->P * A->K1, VL = VL_@SUF@;
+  for (int64_t q0 = 0; q0 < Q; q0 += VL) {
+    const int64_t jm = Q - q0 < VL ? Q - q0 : VL;
+    @T@ acc[RMAX][VL_@SUF@];
+    for (int64_t k = 0; k < R1; ++k)
+      for (int64_t j = 0; j < VL; ++j) acc[k][j] = 0;
+    if (jm == VL) {
+      for (int64_t pr = 0; pr < PK; ++pr) {
+        const @T@* tr = A->tab + S->off[pr] + q0;
+        const @T@* a = S->a + pr * R1;
+        for (int64_t k = 0; k < R1; ++k)
+#pragma omp simd
+          for (int64_t j = 0; j < VL; ++j) acc[k][j] += a[k] * tr[j];
+      }
+    } else {
+      for (int64_t pr = 0; pr < PK; ++pr) {
+        const @T@* tr = A->tab + S->off[pr] + q0;
+        const @T@* a = S->a + pr * R1;
+        for (int64_t k = 0; k < R1; ++k)
+          for (int64_t j = 0; j < jm; ++j) acc[k][j] += a[k] * tr[j];
+      }
+    }
+    for (int64_t k = 0; k < R1; ++k)
+      memcpy(A->Y + (k * N + b) * Q + q0, acc[k], sizeof(@T@) * jm);
+  }
+}
+
+/* dot[pr, k] = G[k, b, :] . T[off[pr] + :] and gtab[off[pr] + :] += sum_k a[pr, k] G[k, b, :] */
+INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
+                            jscratch_@SUF@* S, @T@* gtab, int dots) {
+  const int64_t Q = A->Q, N = A->N, PK = A->P * A->K1, VL = VL_@SUF@;
+  if (dots)
+    for (int64_t i = 0; i < PK * R1; ++i) S->dot[i] = 0;
+  for (int64_t q0 = 0; q0 < Q; q0 += VL) {
+    const int64_t jm = Q - q0 < VL ? Q - q0 : VL;
+    @T@ g[RMAX][VL_@SUF@];
+    for (int64_t k = 0; k < R1; ++k)
+      for (int64_t j = 0; j < VL; ++j) g[k][j] = j < jm ? A->G[(k * N + b) * Q + q0 + j] : 0;
+    for (int64_t pr = 0; pr < PK; ++pr) {
+      const @T@* tr = A->tab + S->off[pr] + q0;
+      if (dots) {
+        @T@* d = S->dot + pr * R1;
+        for (int64_t k = 0; k < R1; ++k) {
+          @T@ t = 0;
+#pragma omp simd reduction(+ : t)
+          for (int64_t j = 0; j < jm; ++j) t += g[k][j] * tr[j];
+          d[k] += t;
+        }
+      }
+      if (gtab) {
+        const @T@* a = S->a + pr * R1;
+        @T@* o = gtab + S->off[pr] + q0;
+        @T@ v[VL_@SUF@];
+        for (int64_t j = 0; j < VL; ++j) v[j] = 0;
+        for (int64_t k = 0; k < R1; ++k)
+#pragma omp simd
+          for (int64_t j = 0; j < VL; ++j) v[j] += a[k] * g[k][j];
+        for (int64_t j = 0; j < jm; ++j) o[j] += v[j];
+      }
+    }
+  }
+}
+
+/* gu, gC of row b from the dots (closed form, see the module docstring) */
+INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t K1,
+                              const jscratch_@SUF@* S) {
+  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R1 = 1 + D + M;
+  for (int64_t p = 0; p < P; ++p) {
+    const @T@* w = S->w + p * 4 * KMAX;
+    const @T@* c = S->c + p * RMAX;
+    @T@ S1[RMAX], S2[RMAX], S3[RMAX];
+    for (int64_t k = 0; k < R1; ++k) {
+      @T@ s1 = 0, s2 = 0, s3 = 0;
+      for (int64_t r = 0; r < K1; ++r) {
+        const @T@ d = S->dot[(p * K1 + r) * R1 + k];
+        s1 += w[KMAX + r] * d;
+        s2 += w[2 * KMAX + r] * d;
+        s3 += w[3 * KMAX + r] * d;
+      }
+      S1[k] = s1, S2[k] = s2, S3[k] = s3;
+    }
+    if (A->gu) {
+      @T@ t = S1[0];
+      for (int64_t i = 0; i < D; ++i) t += c[i] * S2[1 + i];
+      for (int64_t m = 0; m < M; ++m)
+        t += c[D + m] * S2[1 + D + m] + c[A->pi[m]] * c[A->pj[m]] * S3[1 + D + m];
+      A->gu[b * P + p] = t;
+    }
+    if (A->gC) {
+      for (int64_t i = 0; i < D; ++i) {
+        @T@ t = S1[1 + i];
+        for (int64_t m = 0; m < M; ++m) {
+          if (A->pi[m] == i) t += c[A->pj[m]] * S2[1 + D + m];
+          if (A->pj[m] == i) t += c[A->pi[m]] * S2[1 + D + m];
+        }
+        A->gC[(i * N + b) * P + p] = t;
+      }
+      for (int64_t m = 0; m < M; ++m) A->gC[((D + m) * N + b) * P + p] = S1[1 + D + m];
+    }
+  }
+}
+
+/* specialisations: prep on K1 (1..KMAX), the gemms on R1 (2..RMAX) */
+#define JK_@SUF@(K)                                                                 \
+  static void jprep_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b, int o,              \
+                                 jscratch_@SUF@* S) { jprep_@SUF@(A, b, K, o, S); }   \
+  static void jin_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b,                       \
+                               jscratch_@SUF@* S) { jbwd_inputs_@SUF@(A, b, K, S); }
+JK_@SUF@(1) JK_@SUF@(2) JK_@SUF@(3) JK_@SUF@(4) JK_@SUF@(5) JK_@SUF@(6)
+#define JR_@SUF@(R)                                                                 \
+  static void jfg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, jscratch_@SUF@* S) {  \
+    jfwd_gemm_@SUF@(A, b, R, S); }                                                  \
+  static void jbg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, jscratch_@SUF@* S,    \
+                               @T@* gt, int d) { jbwd_gemm_@SUF@(A, b, R, S, gt, d); }
+JR_@SUF@(2) JR_@SUF@(3) JR_@SUF@(4) JR_@SUF@(5) JR_@SUF@(6) JR_@SUF@(7) JR_@SUF@(8)
+JR_@SUF@(9) JR_@SUF@(10)
+typedef void (*jprep_t_@SUF@)(const jargs_@SUF@*, int64_t, int, jscratch_@SUF@*);
+typedef void (*jin_t_@SUF@)(const jargs_@SUF@*, int64_t, jscratch_@SUF@*);
+typedef void (*jfg_t_@SUF@)(const jargs_@SUF@*, int64_t, jscratch_@SUF@*);
+typedef void (*jbg_t_@SUF@)(const jargs_@SUF@*, int64_t, jscratch_@SUF@*, @T@*, int);
+static const jprep_t_@SUF@ JPREP_@SUF@[KMAX + 1] = {0, jprep_k1_@SUF@, jprep_k2_@SUF@,
+    jprep_k3_@SUF@, jprep_k4_@SUF@, jprep_k5_@SUF@, jprep_k6_@SUF@};
+static const jin_t_@SUF@ JIN_@SUF@[KMAX + 1] = {0, jin_k1_@SUF@, jin_k2_@SUF@, jin_k3_@SUF@,
+    jin_k4_@SUF@, jin_k5_@SUF@, jin_k6_@SUF@};
+static const jfg_t_@SUF@ JFG_@SUF@[RMAX + 1] = {0, 0, jfg_r2_@SUF@, jfg_r3_@SUF@,
+    jfg_r4_@SUF@, jfg_r5_@SUF@, jfg_r6_@SUF@, jfg_r7_@SUF@, jfg_r8_@SUF@, jfg_r9_@SUF@,
+    jfg_r10_@SUF@};
+static const jbg_t_@SUF@ JBG_@SUF@[RMAX + 1] = {0, 0, jbg_r2_@SUF@, jbg_r3_@SUF@,
+    jbg_r4_@SUF@, jbg_r5_@SUF@, jbg_r6_@SUF@, jbg_r7_@SUF@, jbg_r8_@SUF@, jbg_r9_@SUF@,
+    jbg_r10_@SUF@};
+
+static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, jscratch_@SUF@* S, void** mem) {
+  const int64_t PK = A->P * A->K1, R1 = 1 + A->D + A->M;
+  const size_t bytes = sizeof(int64_t) * PK + sizeof(@T@) * (A->P * 4 * KMAX + A->P * RMAX
+                       + 2 * PK * R1);
+  char* m = (char*)malloc(bytes);
+  if (!m) abort();
+  *mem = m;
+  S->off = (int64_t*)m;
+  S->w = (@T@*)(m + sizeof(int64_t) * PK);
+  S->c = S->w + A->P * 4 * KMAX;
+  S->a = S->c + A->P * RMAX;
+  S->dot = S->a + PK * R1;
+}
+
+INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
+  const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+  const int64_t chunk = (N + T - 1) / T;
+  *b0 = t * chunk;
+  *b1 = *b0 + chunk < N ? *b0 + chunk : N;
+}
+
+void mlkan_jet_forward_@SUF@(const @T@* u, const @T@* C, const @T@* tab, @T@* Y, int64_t N,
+                             int64_t P, int64_t n, int64_t K1, int64_t Q, int64_t D,
+                             int64_t M, const int64_t* pi, const int64_t* pj,
+                             const @T@* tables, int nthreads) {
+  const jargs_@SUF@ A = {u, C, tab, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M};
+  const int64_t R1 = 1 + D + M;
+  const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
+#pragma omp parallel num_threads(nt)
+  {
+    jscratch_@SUF@ S;
+    void* mem;
+    jscratch_alloc_@SUF@(&A, &S, &mem);
+    int64_t b0, b1;
+    jrange_@SUF@(N, &b0, &b1);
+    for (int64_t b = b0; b < b1; ++b) {
+      JPREP_@SUF@[K1](&A, b, 3, &S);
+      JFG_@SUF@[R1](&A, b, &S);
+    }
+    free(mem);
+  }
+}
+
+/* gtab (P (n + k), Q) must be zeroed by the caller; gu, gC or gtab may be NULL (skipped) */
+void mlkan_jet_backward_@SUF@(const @T@* u, const @T@* C, const @T@* tab, const @T@* G,
+                              @T@* gu, @T@* gC, @T@* gtab, int64_t N, int64_t P, int64_t n,
+                              int64_t K1, int64_t Q, int64_t D, int64_t M, const int64_t* pi,
+                              const int64_t* pj, const @T@* tables, int nthreads) {
+  const jargs_@SUF@ A = {u, C, tab, G, tables, 0, gu, gC, gtab, pi, pj, N, P, n, K1, Q, D, M};
+  const int64_t R1 = 1 + D + M, size = P * (n + K1 - 1) * Q;
+  const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
+  const int dots = gu != 0 || gC != 0;
+  @T@* priv = gtab && nt > 1 ? (@T@*)calloc((size_t)(nt - 1) * size, sizeof(@T@)) : 0;
+  if (gtab && nt > 1 && !priv) abort();
+#pragma omp parallel num_threads(nt)
+  {
+    jscratch_@SUF@ S;
+    void* mem;
+    jscratch_alloc_@SUF@(&A, &S, &mem);
+    const int64_t t = omp_get_thread_num();
+    @T@* mine = !gtab ? 0 : t == 0 ? gtab : priv + (t - 1) * size;
+    int64_t b0, b1;
+    jrange_@SUF@(N, &b0, &b1);
+    for (int64_t b = b0; b < b1; ++b) {
+      JPREP_@SUF@[K1](&A, b, dots ? 4 : 3, &S);
+      JBG_@SUF@[R1](&A, b, &S, mine, dots);
+      if (dots) JIN_@SUF@[K1](&A, b, &S);
+    }
+    free(mem);
+  }
+  if (priv) {
+    for (int64_t t = 0; t < nt - 1; ++t)
+      for (int64_t i = 0; i < size; ++i) gtab[i] += priv[t * size + i];
+    free(priv);
+  }
+}
+
+/* ---------------------------------------------------------------- activations */
+/* first, second and third derivatives (times scale) of the elementwise map of kind, from z
+   and the torch-computed auxiliaries a (tanh: tanh z; sigmoid, silu: sigmoid z; sin: cos z)
+   and b (sin: sin z) */
+#define JBLOCK 128
+INLINE void jact_derivs_@SUF@(int kind, @T@ scale, const @T@* restrict z,
+                              const @T@* restrict a, const @T@* restrict b, int64_t len,
+                              @T@* restrict f1, @T@* restrict f2, @T@* restrict f3) {
+  switch (kind) {
+    case 0: /* tanh */
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) {
+        const @T@ t = a[e], d = 1 - t * t;
+        f1[e] = scale * d, f2[e] = -2 * scale * t * d, f3[e] = -2 * scale * d * (1 - 3 * t * t);
+      }
+      break;
+    case 1: /* sigmoid */
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) {
+        const @T@ s = a[e], d = s * (1 - s);
+        f1[e] = scale * d, f2[e] = scale * d * (1 - 2 * s);
+        f3[e] = scale * d * (1 - 6 * s + 6 * s * s);
+      }
+      break;
+    case 2: /* silu */
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) {
+        const @T@ s = a[e], d = s * (1 - s), x = z[e];
+        f1[e] = scale * (s + x * d), f2[e] = scale * d * (2 + x * (1 - 2 * s));
+        f3[e] = scale * d * (3 * (1 - 2 * s) + x * (1 - 6 * s + 6 * s * s));
+      }
+      break;
+    case 3: /* sin */
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e)
+        f1[e] = scale * a[e], f2[e] = -scale * b[e], f3[e] = -scale * a[e];
+      break;
+    default: /* relu */
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) f1[e] = z[e] > 0 ? scale : 0, f2[e] = 0, f3[e] = 0;
+      break;
+  }
+}
+
+/* Y[i] = f1 X[i] (i < D), Y[D + m] = f1 X[D + m] + f2 X[I m] X[J m]; rows of E elements */
+void mlkan_act_forward_@SUF@(int kind, @T@ scale, const @T@* z, const @T@* a, const @T@* b,
+                             const @T@* X, @T@* Y, int64_t E, int64_t D, int64_t M,
+                             const int64_t* pi, const int64_t* pj, int nthreads) {
+  const int64_t nblocks = (E + JBLOCK - 1) / JBLOCK;
+  const int nt = E * (D + M) < PAR_WORK ? 1 : nthreads;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t e0 = blk * JBLOCK, len = E - e0 < JBLOCK ? E - e0 : JBLOCK;
+    @T@ f1[JBLOCK], f2[JBLOCK], f3[JBLOCK];
+    jact_derivs_@SUF@(kind, scale, z + e0, a ? a + e0 : 0, b ? b + e0 : 0, len, f1, f2, f3);
+    for (int64_t i = 0; i < D; ++i) {
+      const @T@* restrict x = X + i * E + e0;
+      @T@* restrict y = Y + i * E + e0;
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) y[e] = f1[e] * x[e];
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      const @T@* restrict x = X + (D + m) * E + e0;
+      const @T@* xa = X + pi[m] * E + e0;
+      const @T@* xb = X + pj[m] * E + e0;
+      @T@* restrict y = Y + (D + m) * E + e0;
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) y[e] = f1[e] * x[e] + f2[e] * xa[e] * xb[e];
+    }
+  }
+}
+
+/* gz = sum_i f2 X[i] G[i] + sum_m (f2 X[D+m] + f3 X[I] X[J]) G[D+m],
+   gX[i] = f1 G[i] + sum_m f2 G[D+m] ([I=i] X[J] + [J=i] X[I]), gX[D+m] = f1 G[D+m];
+   gz or gX may be NULL (skipped) */
+void mlkan_act_backward_@SUF@(int kind, @T@ scale, const @T@* z, const @T@* a, const @T@* b,
+                              const @T@* X, const @T@* G, @T@* gz, @T@* gX, int64_t E,
+                              int64_t D, int64_t M, const int64_t* pi, const int64_t* pj,
+                              int nthreads) {
+  const int64_t nblocks = (E + JBLOCK - 1) / JBLOCK;
+  const int nt = E * (D + M) < PAR_WORK ? 1 : nthreads;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t e0 = blk * JBLOCK, len = E - e0 < JBLOCK ? E - e0 : JBLOCK;
+    @T@ f1[JBLOCK], f2[JBLOCK], f3[JBLOCK], acc[JBLOCK];
+    jact_derivs_@SUF@(kind, scale, z + e0, a ? a + e0 : 0, b ? b + e0 : 0, len, f1, f2, f3);
+    for (int64_t e = 0; e < len; ++e) acc[e] = 0;
+    for (int64_t i = 0; i < D; ++i) {
+      const @T@* restrict x = X + i * E + e0;
+      const @T@* restrict g = G + i * E + e0;
+      if (gX) {
+        @T@* restrict o = gX + i * E + e0;
+#pragma omp simd
+        for (int64_t e = 0; e < len; ++e) o[e] = f1[e] * g[e];
+      }
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) acc[e] += f2[e] * x[e] * g[e];
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      const @T@* restrict x = X + (D + m) * E + e0;
+      const @T@* xa = X + pi[m] * E + e0;
+      const @T@* xb = X + pj[m] * E + e0;
+      const @T@* restrict g = G + (D + m) * E + e0;
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) acc[e] += (f2[e] * x[e] + f3[e] * xa[e] * xb[e]) * g[e];
+      if (gX) {
+        @T@* restrict o = gX + (D + m) * E + e0;
+        @T@* oa = gX + pi[m] * E + e0;
+        @T@* ob = gX + pj[m] * E + e0;
+#pragma omp simd
+        for (int64_t e = 0; e < len; ++e) o[e] = f1[e] * g[e];
+        for (int64_t e = 0; e < len; ++e) {
+          const @T@ t = f2[e] * g[e];
+          oa[e] += t * xb[e];
+          ob[e] += t * xa[e];
+        }
+      }
+    }
+    if (gz) memcpy(gz + e0, acc, sizeof(@T@) * len);
+  }
+}
+"""
+
+C_SOURCE = (
+    _C_HEADER
+    + "".join(
+        _C_TEMPLATE.replace("@T@", t).replace("@SUF@", suf)
+        for t, suf in (("float", "f32"), ("double", "f64"))
+    )
+    + f"int mlkan_jet_version(void) {{ return {VERSION}; }}\n"
+)
+
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+_FWD_ARGS = [_P] * 4 + [_I] * 7 + [_P] * 3 + [ctypes.c_int]
+_BWD_ARGS = [_P] * 7 + [_I] * 7 + [_P] * 3 + [ctypes.c_int]
+
+
+def build_key(cc: str) -> str:
+    """sha256 of the source, flags, compiler and CPU (as ``kernels_c.build_key``)."""
+    parts = [C_SOURCE, *kernels_c.FLAGS, cc, kernels_c._cpu_tag()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def build(verbose: bool = False) -> Path | None:
+    """The verified library in the cache, compiled first if missing or corrupt; None when
+    it cannot build."""
+    cc = kernels_c._compiler()
+    if cc is None:
+        return None
+    key = build_key(cc)
+    path = kernels_c.cache_dir() / f"mlkan_jets_{key[:16]}.so"
+    if cache_files.verify(path, key) is None:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with cache_files.build_lock(path):
+        reason = cache_files.verify(path, key)
+        if reason is None:
+            return path
+        if reason != "missing":
+            cache_files.warn_rebuild(path, reason)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            src, out = Path(tmp) / "mlkan_jets.c", Path(tmp) / path.name
+            src.write_text(C_SOURCE)
+            proc = subprocess.run(
+                [cc, *kernels_c.FLAGS, str(src), "-o", str(out)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                if verbose:
+                    print(proc.stderr)
+                return None
+            cache_files.install(out, path, key, cc=cc, flags=list(kernels_c.FLAGS))
+    return path
+
+
+@cache
+def weight_tables(degree: int, dtype: torch.dtype) -> Tensor:
+    """Horner tables of w^0..w^3 (``kernels.derivative_tables``), one row per order:
+    (4, K1 K1 + 2 K1), CPU."""
+    rows = [sum(derivative_tables(degree, d), []) for d in range(4)]
+    return torch.tensor(rows, dtype=dtype)
+
+
+@cache
+def _pair_tensors(pairs: tuple[tuple[int, int], ...]) -> tuple[Tensor, Tensor]:
+    i = torch.tensor([p[0] for p in pairs] or [0], dtype=torch.int64)
+    j = torch.tensor([p[1] for p in pairs] or [0], dtype=torch.int64)
+    return i, j
+
+
+#: elementwise maps of ``act_forward`` / ``act_backward`` and their auxiliary inputs
+ACTIVATION_KINDS = {"tanh": 0, "sigmoid": 1, "silu": 2, "sin": 3, "relu": 4}
+
+
+class JetKernel:
+    """The loaded library: the spline-layer jet (``forward``, ``backward``) and the
+    elementwise jet (``act_forward``, ``act_backward``), operands checked before any
+    pointer reaches C."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path):
+        self.lib, self.path = lib, path
+        self._fns = {}
+        for dtype, suf, scalar in (
+            (torch.float32, "f32", ctypes.c_float),
+            (torch.float64, "f64", ctypes.c_double),
+        ):
+            for op, args in (
+                ("jet_forward", _FWD_ARGS),
+                ("jet_backward", _BWD_ARGS),
+                ("act_forward", [ctypes.c_int, scalar] + [_P] * 5 + [_I] * 3 + [_P] * 2),
+                ("act_backward", [ctypes.c_int, scalar] + [_P] * 7 + [_I] * 3 + [_P] * 2),
+            ):
+                fn = getattr(lib, f"mlkan_{op}_{suf}")
+                fn.argtypes = args if op.startswith("jet") else [*args, ctypes.c_int]
+                fn.restype = None
+                self._fns[op, dtype] = fn
+
+    @staticmethod
+    def check_act(kind: str, z: Tensor, aux: list[Tensor | None], X: Tensor, D: int, pairs):
+        """ValueError unless the elementwise operands fit."""
+        R = X.shape[0]
+        ok = (
+            kind in ACTIVATION_KINDS
+            and z.dtype in (torch.float32, torch.float64)
+            and all(
+                t.dtype == z.dtype and t.is_cpu and t.is_contiguous() and t.shape == z.shape
+                for t in [z, *(a for a in aux if a is not None)]
+            )
+            and X.dtype == z.dtype
+            and X.is_cpu
+            and X.is_contiguous()
+            and X.shape == (R, *z.shape)
+            and R == D + len(pairs)
+            and all(0 <= i <= j < D for i, j in pairs)
+            and (aux[0] is not None or kind == "relu")
+            and (aux[1] is not None or kind != "sin")
+        )
+        if not ok:
+            raise ValueError(
+                f"jet kernel ({kind}): bad operands z {tuple(z.shape)} {z.dtype}, "
+                f"X {tuple(X.shape)}, D {D}, pairs {pairs}"
+            )
+
+    def act_forward(self, kind, scale, z, aux, X, D: int, pairs) -> Tensor:
+        """Derivative rows (R, N, W) of scale * f(z) from the input's rows X (R, N, W)."""
+        self.check_act(kind, z, aux, X, D, pairs)
+        pi, pj = _pair_tensors(tuple(pairs))
+        Y = torch.empty_like(X)
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        self._fns["act_forward", z.dtype](
+            ACTIVATION_KINDS[kind], scale, z.data_ptr(), ptr(aux[0]), ptr(aux[1]),
+            X.data_ptr(), Y.data_ptr(), z.numel(), D, len(pairs), pi.data_ptr(),
+            pj.data_ptr(), torch.get_num_threads(),
+        )  # fmt: skip
+        return Y
+
+    def act_backward(self, kind, scale, z, aux, X, G, D: int, pairs, needs=(True, True)):
+        """(grad z (N, W), grad X (R, N, W)) for the cotangent G of the rows (R, N, W)."""
+        self.check_act(kind, z, aux, X, D, pairs)
+        if G.shape != X.shape or G.dtype != X.dtype:
+            raise ValueError(f"jet kernel ({kind}): cotangent {tuple(G.shape)} does not fit")
+        G = G.contiguous()
+        pi, pj = _pair_tensors(tuple(pairs))
+        gz = torch.empty_like(z) if needs[0] else None
+        gX = torch.empty_like(X) if needs[1] else None
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        self._fns["act_backward", z.dtype](
+            ACTIVATION_KINDS[kind], scale, z.data_ptr(), ptr(aux[0]), ptr(aux[1]),
+            X.data_ptr(), G.data_ptr(), ptr(gz), ptr(gX), z.numel(), D, len(pairs),
+            pi.data_ptr(), pj.data_ptr(), torch.get_num_threads(),
+        )  # fmt: skip
+        return gz, gX
+
+    @staticmethod
+    def check(u: Tensor, C: Tensor, tab: Tensor, grid_size: int, degree: int, D: int, pairs):
+        """ValueError unless the operands fit one another and the C limits."""
+        N, P = u.shape
+        R = C.shape[0]
+        nb = grid_size + degree
+        ok = (
+            u.dtype in (torch.float32, torch.float64)
+            and all(t.dtype == u.dtype and t.is_cpu and t.is_contiguous() for t in (u, C, tab))
+            and C.shape == (R, N, P)
+            and R == D + len(pairs)
+            and 1 <= R + 1 <= RMAX
+            and 0 <= degree < KMAX
+            and tab.dim() == 2
+            and tab.shape[0] == P * nb
+            and all(0 <= i <= j < D for i, j in pairs)
+        )
+        if not ok:
+            raise ValueError(
+                f"jet kernel: bad operands u {tuple(u.shape)} {u.dtype}, C {tuple(C.shape)}, "
+                f"table {tuple(tab.shape)}, grid {grid_size}, degree {degree}, D {D}, "
+                f"pairs {pairs}"
+            )
+
+    def _common(self, u, C, tab, grid_size, degree, D, pairs):
+        N, P = u.shape
+        pi, pj = _pair_tensors(tuple(pairs))
+        tables = weight_tables(degree, u.dtype)
+        ints = (N, P, grid_size, degree + 1, tab.shape[1], D, len(pairs))
+        return ints, (pi.data_ptr(), pj.data_ptr(), tables.data_ptr())
+
+    def forward(self, u, C, tab, grid_size: int, degree: int, D: int, pairs) -> Tensor:
+        """Y (1 + R, N, Q)."""
+        self.check(u, C, tab, grid_size, degree, D, pairs)
+        ints, ptrs = self._common(u, C, tab, grid_size, degree, D, pairs)
+        Y = torch.empty((C.shape[0] + 1, u.shape[0], tab.shape[1]), dtype=u.dtype)
+        self._fns["jet_forward", u.dtype](u.data_ptr(), C.data_ptr(), tab.data_ptr(), Y.data_ptr(),
+                                      *ints, *ptrs, torch.get_num_threads())  # fmt: skip
+        return Y
+
+    def backward(
+        self, u, C, tab, G, grid_size: int, degree: int, D: int, pairs, needs=(True,) * 3
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """(grad u (N, P), grad C (R, N, P), grad table) for the cotangent G (1 + R, N, Q);
+        the ones not in ``needs`` are None (not computed)."""
+        self.check(u, C, tab, grid_size, degree, D, pairs)
+        if G.shape != (C.shape[0] + 1, u.shape[0], tab.shape[1]) or G.dtype != u.dtype:
+            raise ValueError(f"jet kernel: cotangent {tuple(G.shape)} does not fit")
+        G = G.contiguous()
+        ints, ptrs = self._common(u, C, tab, grid_size, degree, D, pairs)
+        gu = torch.empty_like(u) if needs[0] else None
+        gC = torch.empty_like(C) if needs[1] else None
+        gt = torch.zeros_like(tab) if needs[2] else None
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        self._fns["jet_backward", u.dtype](u.data_ptr(), C.data_ptr(), tab.data_ptr(), G.data_ptr(),
+                                       ptr(gu), ptr(gC), ptr(gt), *ints, *ptrs,
+                                       torch.get_num_threads())  # fmt: skip
+        return gu, gC, gt
+
+
+_LOADED: JetKernel | None = None
+_TRIED = False
+
+
+def load(verbose: bool = False) -> JetKernel | None:
+    """Build (if needed), verify and load the jet kernel once per process; None if
+    unavailable."""
+    global _LOADED, _TRIED
+    if _TRIED:
+        return _LOADED
+    _TRIED = True
+    if os.environ.get("BENCH_MLKAN_NO_C", "") not in ("", "0"):
+        return None
+    try:
+        path = build(verbose)
+        if path is not None:
+            lib = ctypes.CDLL(str(path))
+            if lib.mlkan_jet_version() == VERSION:
+                _LOADED = JetKernel(lib, path)
+    except (OSError, AttributeError, subprocess.SubprocessError) as err:  # pragma: no cover
+        if verbose:
+            print(f"jet C kernel unavailable: {err}")
+        _LOADED = None
+    return _LOADED
