@@ -1,5 +1,6 @@
 """bench-mlkan: benchmark suite for multilevel training of Kolmogorov-Arnold Networks."""
 
+from . import peers  # noqa: F401  (registers the peer models in MODELS)
 from .models import KAN, MLP, MODELS, MultichannelMLP, count_parameters
 from .splines import Grid
 
