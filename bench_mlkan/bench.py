@@ -17,9 +17,10 @@ one: that refuses the bench (exit 2) unless ``--force``; ``--force`` reruns ever
 failed result never replaces an ok record (it is written beside it as
 ``seed<k>.failed.json``). A worker that dies (signal, OOM kill, segfault, exit) is noticed
 within a second: its run gets a failed record naming the cause and a fresh worker takes
-the next run. SIGINT/SIGTERM kill the workers; rerunning the command resumes. A bench holds
-``<results>/<profile>/.lock``: a second one on the same folder refuses (``--wait-lock``
-waits).
+the next run (``bench_mlkan.workers``). SIGINT/SIGTERM kill the workers; rerunning the
+command resumes. A bench holds ``<results>/<profile>/.lock``: a second one on the same
+folder refuses (``--wait-lock`` waits). Progress lines carry the elapsed time and an ETA;
+``--dry-run`` prints estimated times per run and in total (``bench_mlkan.eta``).
 
 Exit codes: 0 every run ok (or nothing to run); 1 a run failed or diverged; 2 bad input
 (unknown profile/task/baseline, a filter selecting nothing, an invalid config, an
@@ -43,13 +44,19 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any
 
+from .eta import (
+    Progress,
+    estimate_all,
+    fmt_duration,
+    last_line,
+    print_estimates,
+    short_path,
+)
 from .records import (
     DEFAULT_LEADERBOARDS,
     DEFAULT_RESULTS,
@@ -70,12 +77,9 @@ from .records import (
     row_name,
     write_record,
 )
+from .workers import WorkerPool, visible_gpus
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-#: seconds between "still running" lines while no run finishes
-HEARTBEAT_S = 60.0
-#: calibration: optimizer steps per level, the first ones untimed
-CALIBRATION_WARMUP, CALIBRATION_STEPS = 2, 5
 #: --compare-tol default: "same" when ours / reference is within 1 +- this
 COMPARE_TOL = 0.1
 EXPERIMENT_KEYS = {
@@ -402,11 +406,6 @@ def run_one(
     return {**record, "_written": str(written)}
 
 
-def last_line(text: str | None) -> str:
-    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "no error message"
-
-
 def main_metric(record: dict[str, Any]) -> tuple[str, float | None]:
     """(label, value) of the leaderboard's main metric of a record's task."""
     from .leaderboard import metric_spec
@@ -434,245 +433,6 @@ def outcome(record: dict[str, Any]) -> str:
         f"{head}  {label} {shown}  work {float(record.get('work') or 0):.4g}  "
         f"{float(record.get('wall_clock') or 0):.1f}s"
     )
-
-
-# ----------------------------------------------------------------------------- progress
-def fmt_duration(seconds: float | None) -> str:
-    """``1h02m``, ``4m05s``, ``12s``; "?" when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    if 0 < seconds < 0.5:
-        return "<1s"
-    s = max(0, round(seconds))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
-
-
-class Progress:
-    """Elapsed time and ETA for progress lines, from estimates and finished runs' times.
-
-    The ETA scales the remaining estimates by (sum of finished runs' times / sum of their
-    estimates); runs without an estimate count the mean time of finished runs; it divides
-    the remaining time by the workers (never below the longest single remaining run).
-    """
-
-    def __init__(self, labels: list[str], estimates: dict[str, float | None], workers: int):
-        self.total = len(labels)
-        self.pending = set(labels)
-        self.estimates = estimates
-        self.workers = max(1, workers)
-        self.t0 = time.perf_counter()
-        self.running: dict[str, float] = {}
-        self.actual: dict[str, float] = {}
-
-    def start(self, label: str) -> None:
-        self.running[label] = time.perf_counter()
-
-    def finish(self, label: str) -> None:
-        started = self.running.pop(label, None)
-        self.pending.discard(label)
-        if started is not None:
-            self.actual[label] = time.perf_counter() - started
-
-    def eta(self) -> float | None:
-        done_est = [(self.actual[k], self.estimates.get(k)) for k in self.actual]
-        with_est = [(a, e) for a, e in done_est if e]
-        scale = sum(a for a, _ in with_est) / sum(e for _, e in with_est) if with_est else 1.0
-        mean_actual = sum(self.actual.values()) / len(self.actual) if self.actual else None
-        now_ = time.perf_counter()
-        left = []
-        for label in self.pending:
-            est = self.estimates.get(label)
-            guess = est * scale if est else mean_actual
-            if guess is None:
-                return None
-            left.append(max(guess - (now_ - self.running[label]), 0.0) if label in self.running
-                        else guess)  # fmt: skip
-        if not left:
-            return 0.0
-        return max(sum(left) / self.workers, max(left))
-
-    def prefix(self) -> str:
-        done = self.total - len(self.pending)
-        elapsed = time.perf_counter() - self.t0
-        return (
-            f"[{done:>{len(str(self.total))}}/{self.total} elapsed {fmt_duration(elapsed)} "
-            f"ETA {fmt_duration(self.eta())}]"
-        )
-
-
-# ----------------------------------------------------------------------------- workers
-SIGNAL_HINTS = {
-    int(signal.SIGKILL): "kill -9 or the out-of-memory killer",
-    int(signal.SIGSEGV): "segmentation fault",
-    int(signal.SIGBUS): "bus error",
-    int(signal.SIGABRT): "aborted",
-}
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """Why a worker process ended, in words (its exit code or the signal that killed it)."""
-    if exitcode is None:
-        return "worker vanished (no exit code)"
-    if exitcode < 0:
-        sig = -exitcode
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = "unknown signal"
-        hint = f" - {SIGNAL_HINTS[sig]}" if sig in SIGNAL_HINTS else ""
-        return f"worker killed by signal {sig} ({name}{hint})"
-    return f"worker exited with code {exitcode} before reporting a result"
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """End this worker when the bench process dies (even by SIGKILL)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(1)
-            time.sleep(1.0)
-
-    if os.getppid() != parent_pid:
-        os._exit(1)
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _worker_main(conn, gpu: str | None, threads: int, parent_pid: int) -> None:
-    """A worker process: receive (spec, path, profile, use_wandb), run, send the record."""
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench handles Ctrl-C and kills us
-    _die_with_parent(parent_pid)
-    import torch
-
-    torch.set_num_threads(threads)
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        spec, path, profile, use_wandb = job
-        record = run_one(spec, Path(path), profile, use_wandb)
-        conn.send({k: v for k, v in record.items() if k not in ("history", "eval_history")})
-
-
-@dataclass
-class _Worker:
-    process: Any
-    conn: Any
-    gpu: str | None
-    job: tuple | None = None
-
-
-class WorkerPool:
-    """Spawned worker processes that run one job at a time; a dead one is replaced."""
-
-    def __init__(self, size: int, gpus: list[str], threads: int):
-        import multiprocessing as mp
-
-        self.ctx = mp.get_context("spawn")
-        self.threads = threads
-        slots = gpus if gpus else [None] * size
-        self.workers = [self._spawn(g) for g in slots]
-
-    def _spawn(self, gpu: str | None) -> _Worker:
-        parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(
-            target=_worker_main,
-            args=(child, gpu, self.threads, os.getpid()),
-            daemon=True,
-            name=f"bench-worker-{gpu or 'cpu'}",
-        )
-        proc.start()
-        child.close()
-        return _Worker(proc, parent, gpu)
-
-    def kill_all(self) -> int:
-        """SIGKILL every live worker and reap it; the number killed."""
-        n = 0
-        for w in self.workers:
-            if w.process.is_alive():
-                w.process.kill()
-                n += 1
-            w.process.join(timeout=5)
-            with contextlib.suppress(OSError):
-                w.conn.close()
-        return n
-
-    def close(self) -> None:
-        for w in self.workers:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                w.conn.send(None)
-        for w in self.workers:
-            w.process.join(timeout=5)
-        self.kill_all()
-
-    def run(
-        self,
-        jobs: list[tuple],
-        on_start: Callable[[tuple, int], None],
-        on_done: Callable[[tuple, dict[str, Any] | None, str | None], None],
-        on_idle: Callable[[], None],
-    ) -> None:
-        """Run every job; ``on_done(job, result, None)``, or ``on_done(job, None, error)`` when
-        its worker died (``error``'s last line names the cause)."""
-        queue = deque(jobs)
-        last_event = time.perf_counter()
-        while queue or any(w.job for w in self.workers):
-            for i, w in enumerate(self.workers):
-                if w.job is None and queue:
-                    if not w.process.is_alive():
-                        w = self.workers[i] = self._spawn(w.gpu)
-                    w.job = queue.popleft()
-                    w.conn.send(w.job)
-                    on_start(w.job, w.process.pid)
-            busy = [w for w in self.workers if w.job is not None]
-            ready = set(wait_for([w.conn for w in busy] + [w.process.sentinel for w in busy], 1.0))
-            for w in self.workers:
-                if w.job is None or not (w.conn in ready or w.process.sentinel in ready):
-                    continue
-                result = None
-                if w.conn in ready or w.conn.poll():
-                    with contextlib.suppress(EOFError, OSError):
-                        result = w.conn.recv()
-                job, w.job = w.job, None
-                last_event = time.perf_counter()
-                if result is not None:
-                    on_done(job, result, None)
-                    continue
-                w.process.join(timeout=5)
-                if w.process.is_alive():  # its pipe broke but it runs on: end it
-                    w.process.kill()
-                    w.process.join(timeout=5)
-                error = (
-                    f"worker pid {w.process.pid} died while running {job[0].label}\n"
-                    f"{describe_exit(w.process.exitcode)}"
-                )
-                on_done(job, None, error)  # a fresh worker takes its slot's next job
-            if time.perf_counter() - last_event >= HEARTBEAT_S:
-                on_idle()
-                last_event = time.perf_counter()
-
-
-def visible_gpus() -> list[str]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return []
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return env.split(",") if env else [str(i) for i in range(torch.cuda.device_count())]
 
 
 def run_all(
@@ -751,227 +511,6 @@ def signals_raise() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-# ----------------------------------------------------------------------------- estimates
-@dataclass
-class Estimate:
-    seconds: float | None
-    source: str
-
-
-def _points(task: str, task_options: dict[str, Any], cache: dict[str, int | None]) -> int | None:
-    """Training points of a task configuration (None when it cannot be built)."""
-    key = json.dumps([task, task_options], sort_keys=True, default=str)
-    if key not in cache:
-        try:
-            from bench_mlkan.engine import count_points
-            from bench_mlkan.tasks import TASKS
-
-            cache[key] = count_points(TASKS[task](**task_options).train_batch())
-        except Exception:  # noqa: BLE001 - an estimate is best effort
-            cache[key] = None
-    return cache[key]
-
-
-def planned_steps(config: dict[str, Any]) -> list[int] | None:
-    """Steps per level from level 0 (the schedule, or what budget_fractions buy)."""
-    if config.get("budget_fractions") is None:
-        return list(config.get("schedule") or [])
-    try:
-        from bench_mlkan.config import RunConfig
-        from bench_mlkan.engine import plan_schedule
-        from bench_mlkan.tasks import TASKS
-
-        cfg = RunConfig.from_dict(config)
-        start, steps = plan_schedule(cfg, TASKS[cfg.task](**cfg.task_options))
-        return [0] * start + list(steps)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def reference_records(folders: list[Path]) -> dict[tuple[str, str], list[tuple[Path, dict]]]:
-    """{(task, row): [(folder, record)]} of finished records with a wall-clock, in the order of
-    ``folders`` (earlier folders are preferred sources)."""
-    out: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
-    seen: set[Path] = set()
-    for folder in folders:
-        folder = Path(folder)
-        if folder.resolve() in seen or not folder.is_dir():
-            continue
-        seen.add(folder.resolve())
-        for path in record_files(folder):
-            try:
-                rec = read_record(path, verify_weights=False)
-            except RecordError:
-                continue
-            if rec.get("status") in ("ok", "diverged") and rec.get("wall_clock"):
-                out.setdefault((rec["task"], record_row(rec)), []).append((folder, rec))
-    return out
-
-
-def estimate_from_records(
-    spec: RunSpec,
-    refs: dict[tuple[str, str], list[tuple[Path, dict]]],
-    cache: dict[str, int | None],
-    same_points: bool = False,
-) -> Estimate | None:
-    """Seconds of ``spec`` from records of the same task and row (else baseline): their
-    seconds per step and point times ``spec``'s steps and points (median over the records of
-    the first folder that has usable ones). ``same_points``: only records with as many
-    training points (step time is far from linear in the points at small sizes)."""
-    found = refs.get((spec.task, spec.row)) or refs.get((spec.task, spec.baseline)) or []
-    steps = planned_steps(spec.config)
-    points = _points(spec.task, spec.config.get("task_options") or {}, cache)
-    if not found or not steps or not points:
-        return None
-    size = sum(steps) * points
-    by_folder: dict[Path, list[tuple[float, float]]] = {}
-    for folder, rec in found:
-        ref_steps = planned_steps(rec.get("config") or {})
-        ref_points = _points(
-            rec["task"], (rec.get("config") or {}).get("task_options") or {}, cache
-        )
-        if not ref_steps or not ref_points or sum(ref_steps) <= 0:
-            continue
-        if same_points and ref_points != points:
-            continue
-        ref_size = sum(ref_steps) * ref_points
-        by_folder.setdefault(folder, []).append(
-            (float(rec["wall_clock"]) / ref_size, size / ref_size)
-        )
-    if not by_folder:
-        return None
-    folder, pairs = next(iter(by_folder.items()))
-    rate = sorted(r for r, _ in pairs)[len(pairs) // 2]
-    scale = sorted(x for _, x in pairs)[len(pairs) // 2]
-    how = "" if abs(scale - 1) < 1e-9 else f", scaled x{scale:.3g}"
-    return Estimate(rate * size, f"records in {_short(folder)} (n={len(pairs)}{how})")
-
-
-def calibrate(config: dict[str, Any], threads: int | None = None) -> Estimate:
-    """Seconds of a run from a short in-process training of its config: at every level
-    CALIBRATION_WARMUP untimed + CALIBRATION_STEPS timed steps, the median step time per
-    level times the schedule's steps there, plus the measured fixed cost of a run."""
-    import lightning as L
-    import torch
-
-    from bench_mlkan.config import RunConfig
-    from bench_mlkan.engine import train
-
-    steps = planned_steps(config)
-    if not steps:
-        return Estimate(None, "calibration impossible (no schedule)")
-    short = [min(s, CALIBRATION_WARMUP + CALIBRATION_STEPS) if s > 0 else 0 for s in steps]
-    times: dict[int, list[float]] = {}
-
-    class StepTimer(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self.t = time.perf_counter()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            level = int(getattr(pl_module, "level", 0))
-            times.setdefault(level, []).append(time.perf_counter() - self.t)
-
-    cfg = RunConfig.from_dict(config).replace(
-        schedule=short, budget_fractions=None, work_budget=None, eval_every=0,
-        checkpoint_dir=None, checkpoint_every=0, resume_from=None, progress=False, wandb=None,
-    )  # fmt: skip
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        result = train(cfg, callbacks=[StepTimer()])
-    except Exception as e:  # noqa: BLE001
-        return Estimate(None, f"calibration failed ({type(e).__name__}: {last_line(str(e))})")
-    finally:
-        torch.set_num_threads(old_threads)
-    if not times:
-        why = last_line(result.error) if result.status == "failed" else "no step taken"
-        return Estimate(None, f"calibration failed ({result.status}: {why})")
-    per_level = {
-        lvl: sorted(ts[CALIBRATION_WARMUP:] or ts)[len(ts[CALIBRATION_WARMUP:] or ts) // 2]
-        for lvl, ts in times.items()
-    }
-    fixed = max(result.wall_clock - sum(sum(ts) for ts in times.values()), 0.0)
-    slowest = max(per_level.values())
-    total = fixed + sum(s * per_level.get(lvl, slowest) for lvl, s in enumerate(steps))
-    n = sum(len(ts) for ts in times.values())
-    return Estimate(total, f"calibration: {n} steps run in this process")
-
-
-def estimate_all(
-    specs: list[RunSpec],
-    sources: list[Path],
-    calibrate_missing: bool,
-    threads: int | None = None,
-) -> dict[str, Estimate]:
-    """Per run label: seconds and where the number came from: records (with
-    ``calibrate_missing``: only records with the run's number of points), else a calibration
-    once per task x row when ``calibrate_missing``, else unknown."""
-    refs = reference_records(sources)
-    cache: dict[str, int | None] = {}
-    out: dict[str, Estimate] = {}
-    calibrated: dict[tuple[str, str], Estimate] = {}
-    for s in specs:
-        est = estimate_from_records(s, refs, cache, same_points=calibrate_missing)
-        if est is None and calibrate_missing:
-            key = (s.task, s.row)
-            if key not in calibrated:
-                calibrated[key] = calibrate(s.config, threads)
-            est = calibrated[key]
-        out[s.label] = est or Estimate(None, "no record to estimate from")
-    return out
-
-
-def makespan(seconds: list[float], workers: int) -> float:
-    """Wall time of running ``seconds`` in order on ``workers`` (each job to the first free)."""
-    free = [0.0] * max(1, workers)
-    for s in seconds:
-        i = free.index(min(free))
-        free[i] += s
-    return max(free)
-
-
-def _short(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def print_estimates(
-    todo: list[RunSpec], estimates: dict[str, Estimate], workers: int, startup: float = 5.0
-) -> None:
-    """Per experiment and in total, with each estimate's source."""
-    by_task: dict[str, list[RunSpec]] = {}
-    for s in todo:
-        by_task.setdefault(s.task, []).append(s)
-    for task, specs in by_task.items():
-        per_run = [estimates[s.label].seconds for s in specs]
-        total = sum(x for x in per_run if x is not None)
-        unknown = sum(x is None for x in per_run)
-        print(
-            f"  {task}: {len(specs)} run(s), {fmt_duration(total)} of run time"
-            + (f" + {unknown} unknown" if unknown else "")
-        )
-        rows: dict[str, list[RunSpec]] = {}
-        for s in specs:
-            rows.setdefault(s.row, []).append(s)
-        for row, group in rows.items():
-            est = estimates[group[0].label]
-            each = ", ".join(fmt_duration(estimates[s.label].seconds) for s in group)
-            seeds = ",".join(str(s.seed) for s in group)
-            print(f"    {row:<28} seeds {seeds:<24} {each}  [{est.source}]")
-    secs = [estimates[s.label].seconds for s in todo]
-    known = sorted((x for x in secs if x is not None), reverse=True)
-    wall = makespan(known, workers) + (startup if workers > 0 else 0.0)
-    missing = sum(x is None for x in secs)
-    print(
-        f"  total: {fmt_duration(sum(known))} of run time, about {fmt_duration(wall)} wall "
-        f"with {max(workers, 1)} worker(s) (longest first; ~{startup:.0f}s worker start-up)"
-        + (f"; {missing} run(s) without an estimate" if missing else "")
-    )
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -1170,7 +709,7 @@ def _header(args, specs: list[RunSpec], plan: Plan, folder: Path, workers: int) 
         f"profile {folder.name}: {len(specs)} runs, {len(plan.skipped)} already recorded, "
         f"{len(plan.todo)} to run{f' ({why})' if why else ''}"
         f"{f', {len(plan.conflicts)} refused' if plan.conflicts else ''} with "
-        f"{workers or 'no'} worker process(es); records in {_short(folder)}"
+        f"{workers or 'no'} worker process(es); records in {short_path(folder)}"
     )
 
 
@@ -1179,7 +718,7 @@ def _print_conflicts(plan: Plan, folder: Path, error: bool) -> None:
         return
     labels = ", ".join(s.label for s in plan.conflicts)
     msg = (
-        f"{len(plan.conflicts)} run(s) have an ok record of another config in {_short(folder)} "
+        f"{len(plan.conflicts)} run(s) have an ok record of another config in {short_path(folder)} "
         f"(--force replaces them): {labels}"
     )
     if error:
@@ -1230,13 +769,13 @@ def _bench_locked(args, profile, specs, folder: Path, out_root: Path, workers, g
     if Path(reference).resolve() != folder.resolve():
         if record_files(reference):
             print(
-                f"main metric vs the reference records in {_short(reference)} (mean over the "
+                f"main metric vs the reference records in {short_path(reference)} (mean over the "
                 f"seeds both have ok; 'same' = ratio within 1 +- {args.compare_tol:g}):"
             )
             for line in compare_with_reference(specs, folder, reference, args.compare_tol):
                 print(line)
         else:
-            print(f"no reference records in {_short(reference)} to compare with")
+            print(f"no reference records in {short_path(reference)} to compare with")
     return 1 if bad else 0
 
 
@@ -1246,7 +785,7 @@ def render(results: Path, out: Path | None, profile: str) -> None:
 
     out = out or leaderboard.default_out_root(results)
     written = leaderboard.render_all(results, out, profiles=[profile])
-    print(f"leaderboards: {len(written)} files under {_short(out)}")
+    print(f"leaderboards: {len(written)} files under {short_path(out)}")
 
 
 def run_main(argv: list[str]) -> int:

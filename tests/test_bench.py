@@ -13,7 +13,7 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from bench_mlkan import bench, records  # noqa: E402
+from bench_mlkan import bench, eta, records  # noqa: E402
 from bench_mlkan import leaderboard as LB  # noqa: E402
 from bench_mlkan.records import config_hash, read_record, record_path  # noqa: E402
 
@@ -241,8 +241,8 @@ def test_progress_lines_carry_elapsed_and_eta(tmp_path, capsys):
 
 def test_eta_from_finished_runs(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-    p = bench.Progress(["a", "b", "c"], {"a": 10.0, "b": 20.0, "c": None}, workers=2)
+    monkeypatch.setattr(eta.time, "perf_counter", lambda: clock[0])
+    p = eta.Progress(["a", "b", "c"], {"a": 10.0, "b": 20.0, "c": None}, workers=2)
     assert p.eta() is None  # c has no estimate and nothing finished yet
     p.start("a")
     clock[0] = 5.0
@@ -252,8 +252,8 @@ def test_eta_from_finished_runs(monkeypatch):
     clock[0] = 9.0
     assert p.eta() == pytest.approx(6.0)  # b: 10 - 4 running; c: 5 -> max(11/2, 6)
     assert p.prefix() == "[1/3 elapsed 9s ETA 6s]"
-    assert bench.makespan([5, 3, 3, 1], 2) == 6
-    assert bench.fmt_duration(3725) == "1h02m" and bench.fmt_duration(245) == "4m05s"
+    assert eta.makespan([5, 3, 3, 1], 2) == 6
+    assert eta.fmt_duration(3725) == "1h02m" and eta.fmt_duration(245) == "4m05s"
 
 
 def test_estimate_from_records_scales_by_steps_and_points(tmp_path):
@@ -270,14 +270,14 @@ def test_estimate_from_records_scales_by_steps_and_points(tmp_path):
 
     p_tiny = count_points(TASKS["regression_rotated"](size="tiny").train_batch())
     p_small = count_points(TASKS["regression_rotated"](size="small").train_batch())
-    est = bench.estimate_from_records(spec, refs, {})
+    est = eta.estimate_from_records(spec, refs, {})
     assert est is not None
     assert est.seconds == pytest.approx(8.0 / (10 * p_tiny) * 5 * p_small)
     assert "scaled x" in est.source
     # the dry run uses only records with as many points (else it calibrates)
-    assert bench.estimate_from_records(spec, refs, {}, same_points=True) is None
+    assert eta.estimate_from_records(spec, refs, {}, same_points=True) is None
     tiny = bench.RunSpec("regression_rotated", "mlp_small", 1, {**ref, "schedule": [2]})
-    est = bench.estimate_from_records(tiny, refs, {}, same_points=True)
+    est = eta.estimate_from_records(tiny, refs, {}, same_points=True)
     assert est is not None and est.seconds == pytest.approx(8.0 * 2 / 10)
 
 
@@ -294,7 +294,7 @@ def test_dry_run_estimates_say_where_they_come_from(tmp_path, capsys):
     out = capsys.readouterr().out
     for name, wall in walls.items():
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(name))
-        assert bench.fmt_duration(wall) in line and "records in" in line and "(n=1)" in line
+        assert eta.fmt_duration(wall) in line and "records in" in line and "(n=1)" in line
     assert "total:" in out
     # poisson_2d has no record anywhere: a calibration in this process
     cal = tmp_path / "cal.json"

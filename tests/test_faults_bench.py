@@ -17,7 +17,7 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from bench_mlkan import bench, records  # noqa: E402
+from bench_mlkan import bench, records, workers  # noqa: E402
 from bench_mlkan import leaderboard as LB  # noqa: E402
 from bench_mlkan.records import read_record, record_path  # noqa: E402
 
@@ -186,10 +186,10 @@ def test_killing_the_bench_kills_its_workers(tmp_path, sig):
 
 
 def test_worker_death_is_described():
-    assert bench.describe_exit(-9).startswith("worker killed by signal 9 (SIGKILL - ")
-    assert "out-of-memory" in bench.describe_exit(-9)
-    assert bench.describe_exit(-11) == "worker killed by signal 11 (SIGSEGV - segmentation fault)"
-    assert bench.describe_exit(3) == "worker exited with code 3 before reporting a result"
+    assert workers.describe_exit(-9).startswith("worker killed by signal 9 (SIGKILL - ")
+    assert "out-of-memory" in workers.describe_exit(-9)
+    assert workers.describe_exit(-11) == "worker killed by signal 11 (SIGSEGV - segmentation fault)"
+    assert workers.describe_exit(3) == "worker exited with code 3 before reporting a result"
 
 
 # ----------------------------------------------------------------------------- lock
