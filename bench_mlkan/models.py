@@ -31,7 +31,6 @@ from typing import Literal, cast
 import torch
 from torch import Tensor, nn
 
-from .cox_de_boor import cox_de_boor_basis, extended_knots
 from .kernels import spline_contract
 from .registry import Registry
 from .splines import (
@@ -121,9 +120,13 @@ def outside_basis_difference(x: Tensor, grid: Grid, outside: Outside, basis: str
     if outside != "literal":
         raise ValueError(f"outside must be one of {OUTSIDE}, got {outside!r}")
     out = ((xe < a) | (xe > b)).expand(*x.shape, nb)
-    if basis == "bspline":
-        knots = extended_knots(grid, x.shape[1], x.dtype, x.device)
-        raw = cox_de_boor_basis(x, knots, k)
+    if basis == "bspline":  # uniform knots: B_j(x) = N((x - t_j) / h), N cardinal on [0, k+1]
+        u = (xe - t) / h
+        raw = sum(
+            (-1) ** m * math.comb(k + 1, m) / math.factorial(k) * torch.relu(u - m) ** k
+            for m in range(k + 2)
+        )
+        raw = torch.where((u >= 0) & (u <= k + 1), raw, torch.zeros_like(u))
         inside = bspline_basis(x, grid)
     else:
         raw = torch.relu((xe - t) / h) ** k
@@ -144,12 +147,20 @@ def outside_correction(
     Returns:
         (batch, Q); zero rows for inputs inside the grid range.
     """
+    a, b = grid.grid_range
+    rows = ((x < a) | (x > b)).any(dim=1).nonzero().squeeze(1)  # only rows with work
+    out = x.new_zeros(x.shape[0], coef.shape[0])
+    if rows.numel() == 0:
+        return out
+    xo = x.index_select(0, rows)
     if outside == "literal" and basis == "bspline":
-        diff = outside_basis_difference(x, grid, outside, "bspline")
-        return torch.einsum("bpj,qpj->bq", diff, coef)
-    w = coef @ change_of_basis(grid, True, coef.dtype, coef.device)
-    diff = outside_basis_difference(x, grid, outside, "relu")
-    return torch.einsum("bpj,qpj->bq", diff, w)
+        diff = outside_basis_difference(xo, grid, outside, "bspline")
+        contrib = torch.einsum("bpj,qpj->bq", diff, coef)
+    else:
+        w = coef @ change_of_basis(grid, True, coef.dtype, coef.device)
+        diff = outside_basis_difference(xo, grid, outside, "relu")
+        contrib = torch.einsum("bpj,qpj->bq", diff, w)
+    return out.index_add(0, rows, contrib)
 
 
 # ----------------------------------------------------------------------------- layers
