@@ -381,8 +381,12 @@ class SplineNetwork(nn.Module):
     """Shared body of ``KAN`` and ``MultichannelMLP`` (see the module docstring)."""
 
     layer_kind = "spline"
-    #: ``refined()`` preserves the function exactly (bench_mlkan.contracts)
-    exact_refinement = True
+
+    @property
+    def exact_refinement(self) -> bool:
+        """``refined()`` preserves the function exactly (bench_mlkan.contracts): everywhere
+        except with ``outside="literal"``, where the continuation past [a, b] changes."""
+        return self.outside != "literal"
 
     def __init__(
         self,
