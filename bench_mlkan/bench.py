@@ -487,6 +487,7 @@ def run_all(
     threads = max(1, (os.cpu_count() or 1) // n)
     pool = WorkerPool(min(n, len(jobs)), gpus, threads)
     try:
+        pool.start()
         pool.run(jobs, started, done, idle)
     except BaseException:  # interrupted: no worker outlives the bench
         pool.kill_all()

@@ -1,8 +1,8 @@
 """Worker processes of the bench: spawned, one run at a time, deaths noticed at once.
 
-``WorkerPool(size, gpus, threads).run(jobs, on_start, on_done, on_idle)`` hands each job
-``(RunSpec, record path, profile, use_wandb)`` to a free worker (``bench.run_one`` there)
-and waits on every busy worker's pipe *and* process sentinel
+``pool = WorkerPool(size, gpus, threads); pool.start(); pool.run(jobs, on_start, on_done,
+on_idle)`` hands each job ``(RunSpec, record path, profile, use_wandb)`` to a free worker
+(``bench.run_one`` there) and waits on every busy worker's pipe *and* process sentinel
 (``multiprocessing.connection.wait``, 1 s timeout), so a worker that dies - a signal,
 the out-of-memory killer, a segfault, ``os._exit`` - is seen within a second:
 ``on_done(job, None, error)`` gets an error whose last line names the cause
@@ -111,8 +111,13 @@ class WorkerPool:
 
         self.ctx = mp.get_context("spawn")
         self.threads = threads
-        slots = gpus if gpus else [None] * size
-        self.workers = [self._spawn(g) for g in slots]
+        self.slots: list[str | None] = list(gpus) if gpus else [None] * size
+        self.workers: list[_Worker] = []
+
+    def start(self) -> None:
+        """Spawn one worker per slot (inside the caller's try, so ``kill_all`` sees them)."""
+        for gpu in self.slots[len(self.workers) :]:
+            self.workers.append(self._spawn(gpu))
 
     def _spawn(self, gpu: str | None) -> _Worker:
         parent, child = self.ctx.Pipe()
