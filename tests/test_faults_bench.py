@@ -120,17 +120,16 @@ def test_killed_worker_is_recorded_failed_and_a_second_bench_refuses(tmp_path, c
     )
     results = tmp_path / "results"
     args = ["--profile", str(profile), "--results", str(results), "--workers", "2"]
-    t0 = time.monotonic()
     proc = start_bench([*args, "--no-render"])
     out = Output(proc)
     try:
         line = out.wait_for(lambda ln: "start regression_rotated/kan_coarse/seed1" in ln)[0]
         victim = worker_pid(line)
-        # the second bench on the same folder refuses at once, naming the holder
-        t1 = time.monotonic()
+        # the second bench on the same folder refuses at once (while the first still runs),
+        # naming the holder
         assert bench.bench_main([*args, "--no-render"]) == 2
         err = capsys.readouterr().err.strip()
-        assert time.monotonic() - t1 < 10
+        assert proc.poll() is None and alive(victim)
         assert err.startswith("error: another bench") and f"pid {proc.pid}" in err
         assert len(err.splitlines()) == 1
         os.kill(victim, signal.SIGKILL)
@@ -139,7 +138,6 @@ def test_killed_worker_is_recorded_failed_and_a_second_bench_refuses(tmp_path, c
         if proc.poll() is None:
             proc.kill()
     text = out.text()
-    assert time.monotonic() - t0 < 60
     folder = results / "faults"
     dead = read_record(record_path(folder, "regression_rotated", "kan_coarse", 1))
     assert dead["status"] == "failed"
@@ -214,10 +212,9 @@ def test_lock_refuses_then_waits(tmp_path, capsys):
     t.start()
     held.wait(10)
     threading.Timer(1.0, release.set).start()
-    t0 = time.monotonic()
     assert bench.bench_main([*args, "--wait-lock"]) == 0
+    assert release.is_set(), "the bench ran while another process held the lock"
     t.join()
-    assert time.monotonic() - t0 >= 0.9
     assert "waiting for the bench" in capsys.readouterr().out
     assert read_record(record_path(results / "faults", "regression_rotated", "mlp_small", 1))
 
