@@ -35,6 +35,33 @@ Kernels (``KERNELS``, a plain dict; choose one with ``spline_layer_forward(..., 
 ``dense`` on coarse grids (n + k <= ``DENSE_MAX_BASIS``) and ``gather`` on finer ones.
 Which is fastest was measured by ``make perf`` (leaderboards/perf/); on CUDA the choice
 is untested (no GPU was available when it was written).
+
+Operand checks: every map of every kernel, the autograd entry points and
+``spline_contract`` check shapes, dtypes, devices (and, for the maps, contiguity) of u, c,
+g and T against the coefficient table (P (n + k), Q) and raise ``ValueError`` naming the
+expected and actual shapes (``kernel_checks``; tensor metadata only, no device sync,
+about 0.5 us). A wrong input width used to reach the C loops and read past the table.
+
+Cost per call on small problems (``python -m bench_mlkan.kernel_overhead``; cubic, grid 5,
+P = Q = 2, float64, 1 thread, min of repeats, old and new kernels interleaved in one
+process on the shared 2-core development machine; us per call):
+
+    batch  map       c before  c after    dense   (autograd entry ``_contract`` with c:
+        1  contract       4.0      4.5     31      before 10.1 us, after 10.5 us)
+       16  contract       4.4      4.5     35
+     1024  contract      46.0     18.7     83      (sample 55 -> 33, scatter 56 -> 20)
+     2600  contract     146       61      354      (sample 182 -> 97, scatter 136 -> 59)
+
+The fixed cost of a C call is about 4.5 us (ctypes call with 13 arguments ~1 us, output
+allocation ~1-1.5 us, checks ~0.5 us, C region ~0.3 us) and was already near that floor;
+the 60-150 us calls of a 2,600-point PINN were per-element work (~13-17 ns per input and
+map with a runtime degree), which the K1-specialised C loops halve (``kernels_c``). The
+autograd Function adds ~6 us per call and is skipped where nothing needs a gradient. A
+[2, 2, 1] cubic PINN step (u, grad, Laplacian, parameter gradient; 2,600 points) went
+from 4.41 to 3.25 ms; [2, 5, 5, 1] 15.7 -> 10.9 ms; [2, 20, 20, 1] 85 -> 57 ms (same
+gradients bit for bit). Crossover: none - ``c`` is faster than ``dense`` and ``gather``
+at every batch measured (1 .. 8192; 7x at batch 1, where PyTorch's per-op overhead
+dominates), so ``auto`` keeps ``c`` for small problems too.
 """
 
 from __future__ import annotations
@@ -92,6 +119,7 @@ class LocalSpec:
         self.tables = (mk(poly), mk(sign), mk(shift))
         #: raw addresses of the tables (the C kernel's arguments; the tables live as long)
         self.table_ptrs = tuple(t.data_ptr() for t in self.tables)
+        self.table_device = self.tables[0].device
 
     @property
     def vanishes(self) -> bool:
@@ -412,25 +440,42 @@ def _zeros(u: Tensor, *shape: int) -> Tensor:
 
 # The kernel maps check their operands (``kernel_checks``); the vanishing orders, which call
 # no map, check here.
+# Without a gradient to record (no_grad, or no operand requiring one: e.g. the last backward
+# pass of a PINN step) the map runs directly, skipping the Function's fixed cost (~6 us).
+def _plain(a: Tensor | None, b: Tensor, c: Tensor) -> bool:
+    if not torch.is_grad_enabled():
+        return True
+    return not (b.requires_grad or c.requires_grad or (a is not None and a.requires_grad))
+
+
 def _contract(c, u, tab, spec: LocalSpec, kern: Kernel) -> Tensor:
     if spec.vanishes:
         check_map_operands("contract", c, u, tab, spec, contiguous=False)
         return _zeros(u, u.shape[0], tab.shape[1])
-    return _Contract.apply(_c(c), u.contiguous(), tab.contiguous(), spec, kern)
+    c, u, tab = _c(c), u.contiguous(), tab.contiguous()
+    if _plain(c, u, tab):
+        return kern.contract(c, u, tab, spec)
+    return _Contract.apply(c, u, tab, spec, kern)
 
 
 def _sample(g, u, tab, spec: LocalSpec, kern: Kernel) -> Tensor:
     if spec.vanishes:
         check_map_operands("sample", g, u, tab, spec, contiguous=False)
         return _zeros(u, *u.shape)
-    return _Sample.apply(g.contiguous(), u.contiguous(), tab.contiguous(), spec, kern)
+    g, u, tab = g.contiguous(), u.contiguous(), tab.contiguous()
+    if _plain(g, u, tab):
+        return kern.sample(g, u, tab, spec)
+    return _Sample.apply(g, u, tab, spec, kern)
 
 
 def _scatter(c, u, g, spec: LocalSpec, kern: Kernel, rows: int) -> Tensor:
     if spec.vanishes:
         check_map_operands("scatter", c, u, g, spec, rows, contiguous=False)
         return _zeros(u, rows, g.shape[1])
-    return _Scatter.apply(_c(c), u.contiguous(), g.contiguous(), spec, kern, rows)
+    c, u, g = _c(c), u.contiguous(), g.contiguous()
+    if _plain(c, u, g):
+        return kern.scatter(c, u, g, spec, rows)
+    return _Scatter.apply(c, u, g, spec, kern, rows)
 
 
 # ----------------------------------------------------------------------------- entry point

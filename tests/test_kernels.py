@@ -8,13 +8,14 @@ No timing is asserted anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 import torch
 
+from bench_mlkan import cache_files, kernels_c
 from bench_mlkan import kernels as K
-from bench_mlkan import kernels_c
 from bench_mlkan.cox_de_boor import (
     CoxDeBoorKAN,
     cox_de_boor_basis,
@@ -161,6 +162,43 @@ def test_c_build_is_cached(tmp_path, monkeypatch):
     assert first is not None and first.exists() and first.parent == tmp_path
     mtime = first.stat().st_mtime_ns
     assert kernels_c.build() == first and first.stat().st_mtime_ns == mtime
+    # beside it: the library's sha256 (recomputed here with hashlib) and the build key
+    meta = json.loads(cache_files.sidecar(first).read_text())
+    assert meta["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert meta["key"] == kernels_c.build_key(meta["cc"]) and meta["key"][:16] in first.name
+
+
+def test_maps_without_gradients_skip_the_autograd_function():
+    grid = Grid(6, 3)
+    spec = K.local_spec(6, 3, 0, torch.float64, CPU)
+    u = torch.rand(5, 2, dtype=torch.float64) * 6
+    tab = torch.randn(2 * grid.num_basis, 3, dtype=torch.float64, requires_grad=True)
+    for name in ("c", "dense"):
+        with_grad = K._contract(None, u, tab, spec, K.KERNELS[name])
+        with torch.no_grad():
+            plain = K._contract(None, u, tab, spec, K.KERNELS[name])
+        assert with_grad.grad_fn is not None and plain.grad_fn is None
+        assert torch.equal(plain, with_grad.detach())
+
+
+def test_kernel_overhead_script(tmp_path):
+    from bench_mlkan import kernel_overhead as ko
+
+    rows = ko.measure(batches=(1, 3), kernels=["c", "dense"])
+    assert [(r["kernel"], r["batch"]) for r in rows] == [("c", 1), ("dense", 1), ("c", 3),
+                                                         ("dense", 3)]  # fmt: skip
+    assert all(r[f"{m}_us"] > 0 for r in rows for m in ("contract", "sample", "scatter", "entry"))
+    fake = [
+        {"kernel": "c", "batch": 1, "contract_us": 5, "sample_us": 5, "scatter_us": 5},
+        {"kernel": "dense", "batch": 1, "contract_us": 30, "sample_us": 30, "scatter_us": 30},
+        {"kernel": "c", "batch": 9, "contract_us": 50, "sample_us": 60, "scatter_us": 70},
+        {"kernel": "dense", "batch": 9, "contract_us": 55, "sample_us": 55, "scatter_us": 55},
+    ]
+    assert ko.crossover(fake) == 9  # mean 55 < 60
+    assert ko.crossover(fake[:2]) is None
+    out = tmp_path / "o.json"
+    assert ko.main(["--batches", "2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"][0]["batch"] == 2
 
 
 def test_tape_saves_only_batch_by_width_tensors():
