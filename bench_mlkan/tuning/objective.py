@@ -38,7 +38,6 @@ class LevelPruning(L.Callback):
     def __init__(self, trial: optuna.trial.BaseTrial, metric: str):
         self.trial, self.metric = trial, metric
         self.seen = 0
-        self.reported: dict[int, float] = {}
         self.pruned: dict[str, Any] | None = None
 
     def _check(self, trainer: L.Trainer, pl_module: Any) -> None:
@@ -54,7 +53,6 @@ class LevelPruning(L.Callback):
             level = int(record["level"]) - 1
             value = log_value(metrics[self.metric])
             self.trial.report(value, step=level)
-            self.reported[level] = value
             if self.pruned is None and self.trial.should_prune():
                 self.pruned = {"level": level, "step": record["step"], "value": value}
                 trainer.should_stop = True

@@ -226,10 +226,10 @@ def write_summary(
         reason = plots.get(stem, "not drawn (--no-plots)")
         shown = f"![{title}]({stem}.png) ([svg]({stem}.svg))" if not reason else f"n/a: {reason}"
         lines += [f"### {title[0].upper()}{title[1:]}", "", shown, ""]
-    reverse = spec.direction == "maximize"
+    sign = -1.0 if spec.direction == "maximize" else 1.0
     rows = sorted(
         study.get_trials(deepcopy=False),
-        key=lambda t: (t.value is None, -t.value if reverse and t.value else t.value or 0.0),
+        key=lambda t: (t.value is None, sign * (t.value or 0.0)),
     )[:10]
     lines += [
         "## Trials (best first, at most 10)",
