@@ -357,28 +357,28 @@ def squash(jet: Jet, name: str | None, a: float, b: float) -> Jet:
 
 # ----------------------------------------------------------------------------- splines
 class SplineJetFunction(torch.autograd.Function):
-    """(value (N, Q), rows (R, N, Q)) of a spline layer from u (N, P), the multipliers
-    C (R, N, P) and the table (P (n + k), Q): the fused C kernel of ``jets_c``.
-    Once differentiable (its backward is the kernel's exact gradient)."""
+    """(value (N, Q), rows (R, N, Q)) of a spline layer from its inputs x (N, P), their rows
+    X (R, N, P) and the table (P (n + k), Q): the fused C kernel of ``jets_c`` (clamping,
+    u = (clamp(x) - a) / h and du/dx inside). Once differentiable (its backward is the
+    kernel's exact gradient)."""
 
     @staticmethod
-    def forward(ctx, u, C, tab, grid_size, degree, D, pairs):  # type: ignore[override]
+    def forward(ctx, x, X, tab, grid, D, pairs):  # type: ignore[override]
         kern = jets_c.load()
         assert kern is not None
-        ctx.save_for_backward(u, C, tab)
-        ctx.meta = (kern, grid_size, degree, D, pairs)
-        Y = kern.forward(u, C, tab, grid_size, degree, D, pairs)
+        ctx.save_for_backward(x, X, tab)
+        ctx.meta = (kern, grid, D, pairs)
+        Y = kern.forward(x, X, tab, grid, D, pairs)
         return Y[0], Y[1:]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_value, g_rest):  # type: ignore[override]
-        u, C, tab = ctx.saved_tensors
-        kern, grid_size, degree, D, pairs = ctx.meta
+        x, X, tab = ctx.saved_tensors
+        kern, grid, D, pairs = ctx.meta
         gY = torch.cat([g_value[None], g_rest])
-        needs = ctx.needs_input_grad[:3]
-        gu, gC, gt = kern.backward(u, C, tab, gY, grid_size, degree, D, pairs, needs)
-        return gu, gC, gt, None, None, None, None
+        gx, gX, gt = kern.backward(x, X, tab, gY, grid, D, pairs, ctx.needs_input_grad[:3])
+        return gx, gX, gt, None, None, None
 
 
 def spline(jet: Jet, coef: Tensor, grid: Grid, kernel: str | None = None) -> Jet:
@@ -396,29 +396,29 @@ def spline(jet: Jet, coef: Tensor, grid: Grid, kernel: str | None = None) -> Jet
     x = jet.value
     name = K.resolve_kernel(kernel, grid, x.device, x.dtype)
     Q, P, nb = coef.shape
-    D, R = jet.num_directions, jet.rest.shape[0]
+    R = jet.rest.shape[0]
+    tab = coef.permute(1, 2, 0).reshape(P * nb, Q)
+    fused = (
+        name == "c"
+        and _fast(x)
+        and 1 <= R <= jets_c.RMAX - 1
+        and grid.degree < jets_c.KMAX
+        and jets_c.load() is not None
+    )
+    if fused:
+        value, rest = SplineJetFunction.apply(
+            x.contiguous(), jet.rest.contiguous(), tab.contiguous(), grid, jet.num_directions,
+            jet.pairs,
+        )  # fmt: skip
+        return jet.replace(value, rest)
     a, b = grid.grid_range
     u = (clamp_to_grid(x, grid) - a) / grid.h  # exactly as kernels.spline_contract
-    tab = coef.permute(1, 2, 0).reshape(P * nb, Q)
     kern = K.KERNELS["dense" if name == "autograd" else name]
     if R == 0:
         spec = K.local_spec(grid.grid_size, grid.degree, 0, x.dtype, x.device)
         return jet.replace(K._contract(None, u, tab, spec, kern), x.new_zeros(0, x.shape[0], Q))
     du = ((x >= a) & (x <= b)).to(x.dtype) / grid.h  # d u / d x (clamp: 0 outside)
-    C = (jet.rest * du).contiguous()  # (R, N, P)
-    fused = (
-        name == "c"
-        and _fast(x)
-        and jets_c.load() is not None
-        and R + 1 <= jets_c.RMAX
-        and grid.degree < jets_c.KMAX
-    )
-    if fused:
-        value, rest = SplineJetFunction.apply(
-            u.contiguous(), C, tab.contiguous(), grid.grid_size, grid.degree, D, jet.pairs
-        )
-        return jet.replace(value, rest)
-    return _spline_by_maps(jet, u, C, tab, grid, kern)
+    return _spline_by_maps(jet, u, jet.rest * du, tab, grid, kern)
 
 
 def _spline_by_maps(jet: Jet, u: Tensor, C: Tensor, tab: Tensor, grid: Grid, kern) -> Jet:

@@ -31,6 +31,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -39,8 +40,9 @@ from torch import Tensor
 
 from . import cache_files, kernels_c
 from .kernels import derivative_tables
+from .splines import Grid
 
-VERSION = 3
+VERSION = 7
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -57,128 +59,170 @@ _C_HEADER = r"""#include <math.h>
 
 _C_TEMPLATE = r"""
 /* ============================ scalar_t = @T@ ============================ */
-#define VL_@SUF@ (64 / (int64_t)sizeof(@T@)) /* outputs per register block */
+#define VL_@SUF@ (32 / (int64_t)sizeof(@T@)) /* outputs per register block */
+typedef @T@ jvec_@SUF@ __attribute__((vector_size(32), aligned(sizeof(@T@))));
 
 typedef struct {
-  const @T@ *u, *C, *tab, *G, *tables;
-  @T@ *Y, *gu, *gC, *gtab;
+  const @T@ *x, *X, *tab, *G, *tables;
+  @T@ *Y, *gx, *gX, *gtab;
   const int64_t *pi, *pj;
   int64_t N, P, n, K1, Q, D, M;
+  @T@ lo, hi, h;
 } jargs_@SUF@;
 
-/* per-thread scratch for one batch row: offsets, weights, multipliers, coefficients */
+/* per-thread scratch for one batch row, laid out over the P inputs (SoA) */
 typedef struct {
-  int64_t* off; /* (P K1) row offsets (p (n + k) + cell + r) Q */
-  @T@* w;       /* (P, 4, K1) w^0..w^3 */
-  @T@* c;       /* (P, R) multipliers */
-  @T@* a;       /* (P K1, R1) row coefficients */
-  @T@* dot;     /* (P K1, R1) G . T rows */
+  int64_t* base; /* (P) (p (n + k) + cell) Q */
+  @T@* s;        /* (P) position in the cell */
+  @T@* du;       /* (P) d u / d x: 1 / h inside [lo, hi] (ends included), else 0 */
+  @T@* c;        /* (R, P) multipliers X[k, b, p] du[p] */
+  @T@* w;        /* (4, K1, P) w^d_r */
+  @T@* a;        /* (R1, K1, P) row coefficients */
+  @T@* dot;      /* (R1, K1, P) G[k, b, :] . T[base + r Q + :] */
+  @T@* sums;     /* (3, R1, P) sum_r w^1, w^2, w^3 times dot */
 } jscratch_@SUF@;
-
-INLINE int64_t jcell_@SUF@(@T@ uu, int64_t n, @T@* s) {
-  @T@ f = floor(uu);
-  if (!(f >= (@T@)0)) f = (@T@)0;
-  if (f > (@T@)(n - 1)) f = (@T@)(n - 1);
-  *s = uu - f;
-  return (int64_t)f;
-}
 
 /* cells, weights of orders 0 .. orders-1 and coefficients a of every input of row b */
 INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t K1, int orders,
                         jscratch_@SUF@* S) {
   const int64_t N = A->N, P = A->P, n = A->n, Q = A->Q, D = A->D, M = A->M;
-  const int64_t nb = n + K1 - 1, TS = K1 * K1 + 2 * K1, R = D + M, R1 = R + 1;
+  const int64_t nb = n + K1 - 1, TS = K1 * K1 + 2 * K1;
+  const @T@* xb = A->x + b * P;
+  const @T@ top = (@T@)(n - 1), lo = A->lo, hi = A->hi, h = A->h, inv = (@T@)1 / A->h;
+#pragma omp simd
   for (int64_t p = 0; p < P; ++p) {
-    @T@ s;
-    const int64_t cell = jcell_@SUF@(A->u[b * P + p], n, &s);
-    @T@* w = S->w + p * 4 * KMAX;
-    for (int d = 0; d < orders; ++d) {
-      const @T@* poly = A->tables + d * TS;
-      const @T@* sign = poly + K1 * K1;
-      const @T@* shift = sign + K1;
-      for (int64_t r = 0; r < K1; ++r) {
-        const @T@ z = shift[r] + sign[r] * s;
+    const @T@ x = xb[p];
+    const @T@ xc = x < lo ? lo : (x > hi ? hi : x); /* as torch.clamp (NaN stays NaN) */
+    const @T@ u = (xc - lo) / h;                    /* as kernels.spline_contract */
+    @T@ f = floor(u);
+    f = f >= (@T@)0 ? f : (@T@)0; /* NaN -> 0 */
+    f = f > top ? top : f;
+    S->s[p] = u - f;
+    S->base[p] = (p * nb + (int64_t)f) * Q;
+    S->du[p] = x >= lo && x <= hi ? inv : (@T@)0;
+  }
+  for (int64_t k = 0; k < D + M; ++k) {
+    const @T@* Xk = A->X + (k * N + b) * P;
+    @T@* ck = S->c + k * P;
+#pragma omp simd
+    for (int64_t p = 0; p < P; ++p) ck[p] = Xk[p] * S->du[p];
+  }
+  for (int d = 0; d < orders; ++d) {
+    const @T@* poly = A->tables + d * TS;
+    const @T@* sign = poly + K1 * K1;
+    const @T@* shift = sign + K1;
+    for (int64_t r = 0; r < K1; ++r) {
+      @T@* wr = S->w + (d * K1 + r) * P;
+      const @T@ sg = sign[r], sh = shift[r];
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) {
+        const @T@ z = sh + sg * S->s[p];
         @T@ acc = poly[(K1 - 1) * K1 + r];
         for (int64_t m = K1 - 2; m >= 0; --m) acc = acc * z + poly[m * K1 + r];
-        w[d * KMAX + r] = acc;
+        wr[p] = acc;
       }
     }
-    @T@* c = S->c + p * RMAX;
-    for (int64_t k = 0; k < R; ++k) c[k] = A->C[(k * N + b) * P + p];
-    for (int64_t r = 0; r < K1; ++r) {
-      const int64_t pr = p * K1 + r;
-      S->off[pr] = (p * nb + cell + r) * Q;
-      @T@* a = S->a + pr * R1;
-      const @T@ w1 = w[KMAX + r], w2 = w[2 * KMAX + r];
-      a[0] = w[r];
-      for (int64_t i = 0; i < D; ++i) a[1 + i] = c[i] * w1;
-      for (int64_t m = 0; m < M; ++m)
-        a[1 + D + m] = c[D + m] * w1 + c[A->pi[m]] * c[A->pj[m]] * w2;
+  }
+  for (int64_t r = 0; r < K1; ++r) {
+    const @T@* w0 = S->w + r * P;
+    const @T@* w1 = S->w + (K1 + r) * P;
+    const @T@* w2 = S->w + (2 * K1 + r) * P;
+    @T@* a0 = S->a + r * P;
+#pragma omp simd
+    for (int64_t p = 0; p < P; ++p) a0[p] = w0[p];
+    for (int64_t i = 0; i < D; ++i) {
+      const @T@* ci = S->c + i * P;
+      @T@* ai = S->a + ((1 + i) * K1 + r) * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) ai[p] = ci[p] * w1[p];
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      const @T@* cm = S->c + (D + m) * P;
+      const @T@* ca = S->c + A->pi[m] * P;
+      const @T@* cb = S->c + A->pj[m] * P;
+      @T@* am = S->a + ((1 + D + m) * K1 + r) * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) am[p] = cm[p] * w1[p] + ca[p] * cb[p] * w2[p];
     }
   }
 }
 
-/* Y[k, b, :] = sum_pr a[pr, k] T[off[pr] + :]: R1 x VL accumulators in registers */
+/* Y[k, b, :] = sum_{p, r} a[k, r, p] T[base[p] + r Q + :]: R1 vector accumulators */
 INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
                             const jscratch_@SUF@* S) {
-  const int64_t Q = A->Q, N = A->N, PK = A->P * A->K1, VL = VL_@SUF@;
-  for (int64_t q0 = 0; q0 < Q; q0 += VL) {
-    const int64_t jm = Q - q0 < VL ? Q - q0 : VL;
-    @T@ acc[RMAX][VL_@SUF@];
-    for (int64_t k = 0; k < R1; ++k)
-      for (int64_t j = 0; j < VL; ++j) acc[k][j] = 0;
-    if (jm == VL) {
-      for (int64_t pr = 0; pr < PK; ++pr) {
-        const @T@* tr = A->tab + S->off[pr] + q0;
-        const @T@* a = S->a + pr * R1;
-        for (int64_t k = 0; k < R1; ++k)
-#pragma omp simd
-          for (int64_t j = 0; j < VL; ++j) acc[k][j] += a[k] * tr[j];
-      }
-    } else {
-      for (int64_t pr = 0; pr < PK; ++pr) {
-        const @T@* tr = A->tab + S->off[pr] + q0;
-        const @T@* a = S->a + pr * R1;
-        for (int64_t k = 0; k < R1; ++k)
-          for (int64_t j = 0; j < jm; ++j) acc[k][j] += a[k] * tr[j];
+  const int64_t Q = A->Q, N = A->N, P = A->P, K1 = A->K1, VL = VL_@SUF@;
+  const int64_t qfull = Q - Q % VL, KP = K1 * P;
+  for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
+    jvec_@SUF@ acc[RMAX];
+    for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
+    for (int64_t p = 0; p < P; ++p) {
+      const @T@* tb = A->tab + S->base[p] + q0;
+      for (int64_t r = 0; r < K1; ++r) {
+        const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + r * Q);
+        const @T@* a = S->a + r * P + p;
+        for (int64_t k = 0; k < R1; ++k) acc[k] += a[k * KP] * t;
       }
     }
-    for (int64_t k = 0; k < R1; ++k)
-      memcpy(A->Y + (k * N + b) * Q + q0, acc[k], sizeof(@T@) * jm);
+    for (int64_t k = 0; k < R1; ++k) *(jvec_@SUF@*)(A->Y + (k * N + b) * Q + q0) = acc[k];
+  }
+  for (int64_t q = qfull; q < Q; ++q) {
+    @T@ acc[RMAX];
+    for (int64_t k = 0; k < R1; ++k) acc[k] = 0;
+    for (int64_t p = 0; p < P; ++p) {
+      const @T@* tb = A->tab + S->base[p] + q;
+      for (int64_t r = 0; r < K1; ++r) {
+        const @T@ t = tb[r * Q];
+        const @T@* a = S->a + r * P + p;
+        for (int64_t k = 0; k < R1; ++k) acc[k] += a[k * KP] * t;
+      }
+    }
+    for (int64_t k = 0; k < R1; ++k) A->Y[(k * N + b) * Q + q] = acc[k];
   }
 }
 
-/* dot[pr, k] = G[k, b, :] . T[off[pr] + :] and gtab[off[pr] + :] += sum_k a[pr, k] G[k, b, :] */
+/* dot[k, r, p] = G[k, b, :] . T[base[p] + r Q + :] and
+   gtab[base[p] + r Q + :] += sum_k a[k, r, p] G[k, b, :] (R1 partial dots in registers) */
 INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
                             jscratch_@SUF@* S, @T@* gtab, int dots) {
-  const int64_t Q = A->Q, N = A->N, PK = A->P * A->K1, VL = VL_@SUF@;
-  if (dots)
-    for (int64_t i = 0; i < PK * R1; ++i) S->dot[i] = 0;
-  for (int64_t q0 = 0; q0 < Q; q0 += VL) {
-    const int64_t jm = Q - q0 < VL ? Q - q0 : VL;
-    @T@ g[RMAX][VL_@SUF@];
-    for (int64_t k = 0; k < R1; ++k)
-      for (int64_t j = 0; j < VL; ++j) g[k][j] = j < jm ? A->G[(k * N + b) * Q + q0 + j] : 0;
-    for (int64_t pr = 0; pr < PK; ++pr) {
-      const @T@* tr = A->tab + S->off[pr] + q0;
-      if (dots) {
-        @T@* d = S->dot + pr * R1;
+  const int64_t Q = A->Q, NQ = A->N * A->Q, P = A->P, K1 = A->K1, VL = VL_@SUF@;
+  const int64_t qfull = Q - Q % VL, KP = K1 * P;
+  const @T@* Gb = A->G + b * Q;
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t r = 0; r < K1; ++r) {
+      const @T@* tr = A->tab + S->base[p] + r * Q;
+      const @T@* a = S->a + r * P + p;
+      @T@* o = gtab ? gtab + S->base[p] + r * Q : 0;
+      jvec_@SUF@ acc[RMAX];
+      for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
+      for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
+        const jvec_@SUF@ t = *(const jvec_@SUF@*)(tr + q0);
+        jvec_@SUF@ v = o ? *(const jvec_@SUF@*)(o + q0) : (jvec_@SUF@){0};
         for (int64_t k = 0; k < R1; ++k) {
-          @T@ t = 0;
-#pragma omp simd reduction(+ : t)
-          for (int64_t j = 0; j < jm; ++j) t += g[k][j] * tr[j];
-          d[k] += t;
+          const jvec_@SUF@ gk = *(const jvec_@SUF@*)(Gb + k * NQ + q0);
+          acc[k] += gk * t;
+          v += a[k * KP] * gk;
         }
+        if (o) *(jvec_@SUF@*)(o + q0) = v;
       }
-      if (gtab) {
-        const @T@* a = S->a + pr * R1;
-        @T@* o = gtab + S->off[pr] + q0;
-        @T@ v[VL_@SUF@];
-        for (int64_t j = 0; j < VL; ++j) v[j] = 0;
-        for (int64_t k = 0; k < R1; ++k)
-#pragma omp simd
-          for (int64_t j = 0; j < VL; ++j) v[j] += a[k] * g[k][j];
-        for (int64_t j = 0; j < jm; ++j) o[j] += v[j];
+      @T@ tail[RMAX];
+      for (int64_t k = 0; k < R1; ++k) tail[k] = 0;
+      for (int64_t q = qfull; q < Q; ++q) {
+        @T@ v = o ? o[q] : 0;
+        for (int64_t k = 0; k < R1; ++k) {
+          const @T@ gk = Gb[k * NQ + q];
+          tail[k] += gk * tr[q];
+          v += a[k * KP] * gk;
+        }
+        if (o) o[q] = v;
+      }
+      if (dots) {
+        @T@* d = S->dot + r * P + p;
+        for (int64_t k = 0; k < R1; ++k) {
+          @T@ t = tail[k];
+          if (qfull)
+            for (int64_t j = 0; j < VL; ++j) t += acc[k][j];
+          d[k * KP] = t;
+        }
       }
     }
   }
@@ -187,38 +231,79 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
 /* gu, gC of row b from the dots (closed form, see the module docstring) */
 INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t K1,
                               const jscratch_@SUF@* S) {
-  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R1 = 1 + D + M;
-  for (int64_t p = 0; p < P; ++p) {
-    const @T@* w = S->w + p * 4 * KMAX;
-    const @T@* c = S->c + p * RMAX;
-    @T@ S1[RMAX], S2[RMAX], S3[RMAX];
-    for (int64_t k = 0; k < R1; ++k) {
-      @T@ s1 = 0, s2 = 0, s3 = 0;
-      for (int64_t r = 0; r < K1; ++r) {
-        const @T@ d = S->dot[(p * K1 + r) * R1 + k];
-        s1 += w[KMAX + r] * d;
-        s2 += w[2 * KMAX + r] * d;
-        s3 += w[3 * KMAX + r] * d;
+  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R1 = 1 + D + M, KP = K1 * P;
+  @T@* S1 = S->sums;
+  @T@* S2 = S1 + R1 * P;
+  @T@* S3 = S2 + R1 * P;
+  for (int64_t k = 0; k < R1; ++k) {
+    @T@* s1 = S1 + k * P;
+    @T@* s2 = S2 + k * P;
+    @T@* s3 = S3 + k * P;
+    const @T@* dk = S->dot + k * KP;
+#pragma omp simd
+    for (int64_t p = 0; p < P; ++p) s1[p] = 0, s2[p] = 0, s3[p] = 0;
+    for (int64_t r = 0; r < K1; ++r) {
+      const @T@* w1 = S->w + (K1 + r) * P;
+      const @T@* w2 = S->w + (2 * K1 + r) * P;
+      const @T@* w3 = S->w + (3 * K1 + r) * P;
+      const @T@* d = dk + r * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) {
+        s1[p] += w1[p] * d[p];
+        s2[p] += w2[p] * d[p];
+        s3[p] += w3[p] * d[p];
       }
-      S1[k] = s1, S2[k] = s2, S3[k] = s3;
     }
-    if (A->gu) {
-      @T@ t = S1[0];
-      for (int64_t i = 0; i < D; ++i) t += c[i] * S2[1 + i];
-      for (int64_t m = 0; m < M; ++m)
-        t += c[D + m] * S2[1 + D + m] + c[A->pi[m]] * c[A->pj[m]] * S3[1 + D + m];
-      A->gu[b * P + p] = t;
+  }
+  if (A->gx) {
+    @T@* g = A->gx + b * P;
+#pragma omp simd
+    for (int64_t p = 0; p < P; ++p) g[p] = S1[p];
+    for (int64_t i = 0; i < D; ++i) {
+      const @T@* ci = S->c + i * P;
+      const @T@* s2 = S2 + (1 + i) * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) g[p] += ci[p] * s2[p];
     }
-    if (A->gC) {
-      for (int64_t i = 0; i < D; ++i) {
-        @T@ t = S1[1 + i];
-        for (int64_t m = 0; m < M; ++m) {
-          if (A->pi[m] == i) t += c[A->pj[m]] * S2[1 + D + m];
-          if (A->pj[m] == i) t += c[A->pi[m]] * S2[1 + D + m];
+    for (int64_t m = 0; m < M; ++m) {
+      const @T@* cm = S->c + (D + m) * P;
+      const @T@* ca = S->c + A->pi[m] * P;
+      const @T@* cb = S->c + A->pj[m] * P;
+      const @T@* s2 = S2 + (1 + D + m) * P;
+      const @T@* s3 = S3 + (1 + D + m) * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) g[p] += cm[p] * s2[p] + ca[p] * cb[p] * s3[p];
+    }
+#pragma omp simd
+    for (int64_t p = 0; p < P; ++p) g[p] *= S->du[p];
+  }
+  if (A->gX) {
+    for (int64_t i = 0; i < D; ++i) {
+      @T@* g = A->gX + (i * N + b) * P;
+      const @T@* s1 = S1 + (1 + i) * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) g[p] = s1[p];
+      for (int64_t m = 0; m < M; ++m) {
+        const @T@* s2 = S2 + (1 + D + m) * P;
+        if (A->pi[m] == i) {
+          const @T@* cb = S->c + A->pj[m] * P;
+#pragma omp simd
+          for (int64_t p = 0; p < P; ++p) g[p] += cb[p] * s2[p];
         }
-        A->gC[(i * N + b) * P + p] = t;
+        if (A->pj[m] == i) {
+          const @T@* ca = S->c + A->pi[m] * P;
+#pragma omp simd
+          for (int64_t p = 0; p < P; ++p) g[p] += ca[p] * s2[p];
+        }
       }
-      for (int64_t m = 0; m < M; ++m) A->gC[((D + m) * N + b) * P + p] = S1[1 + D + m];
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) g[p] *= S->du[p];
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      @T@* g = A->gX + ((D + m) * N + b) * P;
+      const @T@* s1 = S1 + (1 + D + m) * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) g[p] = s1[p] * S->du[p];
     }
   }
 }
@@ -253,17 +338,20 @@ static const jbg_t_@SUF@ JBG_@SUF@[RMAX + 1] = {0, 0, jbg_r2_@SUF@, jbg_r3_@SUF@
     jbg_r10_@SUF@};
 
 static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, jscratch_@SUF@* S, void** mem) {
-  const int64_t PK = A->P * A->K1, R1 = 1 + A->D + A->M;
-  const size_t bytes = sizeof(int64_t) * PK + sizeof(@T@) * (A->P * 4 * KMAX + A->P * RMAX
-                       + 2 * PK * R1);
+  const int64_t P = A->P, KP = A->P * A->K1, R1 = 1 + A->D + A->M;
+  const size_t bytes = sizeof(int64_t) * P + sizeof(@T@) * (P * (2 + R1) + 4 * KP + 2 * R1 * KP
+                                                              + 3 * R1 * P);
   char* m = (char*)malloc(bytes);
   if (!m) abort();
   *mem = m;
-  S->off = (int64_t*)m;
-  S->w = (@T@*)(m + sizeof(int64_t) * PK);
-  S->c = S->w + A->P * 4 * KMAX;
-  S->a = S->c + A->P * RMAX;
-  S->dot = S->a + PK * R1;
+  S->base = (int64_t*)m;
+  S->s = (@T@*)(m + sizeof(int64_t) * P);
+  S->du = S->s + P;
+  S->c = S->du + P;
+  S->w = S->c + (R1 - 1) * P;
+  S->a = S->w + 4 * KP;
+  S->dot = S->a + R1 * KP;
+  S->sums = S->dot + R1 * KP;
 }
 
 INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
@@ -273,11 +361,12 @@ INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
   *b1 = *b0 + chunk < N ? *b0 + chunk : N;
 }
 
-void mlkan_jet_forward_@SUF@(const @T@* u, const @T@* C, const @T@* tab, @T@* Y, int64_t N,
+void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y, int64_t N,
                              int64_t P, int64_t n, int64_t K1, int64_t Q, int64_t D,
                              int64_t M, const int64_t* pi, const int64_t* pj,
-                             const @T@* tables, int nthreads) {
-  const jargs_@SUF@ A = {u, C, tab, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M};
+                             const @T@* tables, @T@ lo, @T@ hi, @T@ h, int nthreads) {
+  const jargs_@SUF@ A = {x, X, tab, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
+                         lo, hi, h};
   const int64_t R1 = 1 + D + M;
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
 #pragma omp parallel num_threads(nt)
@@ -296,14 +385,16 @@ void mlkan_jet_forward_@SUF@(const @T@* u, const @T@* C, const @T@* tab, @T@* Y,
 }
 
 /* gtab (P (n + k), Q) must be zeroed by the caller; gu, gC or gtab may be NULL (skipped) */
-void mlkan_jet_backward_@SUF@(const @T@* u, const @T@* C, const @T@* tab, const @T@* G,
-                              @T@* gu, @T@* gC, @T@* gtab, int64_t N, int64_t P, int64_t n,
+void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const @T@* G,
+                              @T@* gx, @T@* gX, @T@* gtab, int64_t N, int64_t P, int64_t n,
                               int64_t K1, int64_t Q, int64_t D, int64_t M, const int64_t* pi,
-                              const int64_t* pj, const @T@* tables, int nthreads) {
-  const jargs_@SUF@ A = {u, C, tab, G, tables, 0, gu, gC, gtab, pi, pj, N, P, n, K1, Q, D, M};
+                              const int64_t* pj, const @T@* tables, @T@ lo, @T@ hi, @T@ h,
+                              int nthreads) {
+  const jargs_@SUF@ A = {x, X, tab, G, tables, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D, M,
+                         lo, hi, h};
   const int64_t R1 = 1 + D + M, size = P * (n + K1 - 1) * Q;
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
-  const int dots = gu != 0 || gC != 0;
+  const int dots = gx != 0 || gX != 0;
   @T@* priv = gtab && nt > 1 ? (@T@*)calloc((size_t)(nt - 1) * size, sizeof(@T@)) : 0;
   if (gtab && nt > 1 && !priv) abort();
 #pragma omp parallel num_threads(nt)
@@ -462,8 +553,6 @@ C_SOURCE = (
 )
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
-_FWD_ARGS = [_P] * 4 + [_I] * 7 + [_P] * 3 + [ctypes.c_int]
-_BWD_ARGS = [_P] * 7 + [_I] * 7 + [_P] * 3 + [ctypes.c_int]
 
 
 def build_key(cc: str) -> str:
@@ -538,14 +627,13 @@ class JetKernel:
             (torch.float64, "f64", ctypes.c_double),
         ):
             for op, args in (
-                ("jet_forward", _FWD_ARGS),
-                ("jet_backward", _BWD_ARGS),
+                ("jet_forward", [_P] * 4 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
+                ("jet_backward", [_P] * 7 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
                 ("act_forward", [ctypes.c_int, scalar] + [_P] * 5 + [_I] * 3 + [_P] * 2),
                 ("act_backward", [ctypes.c_int, scalar] + [_P] * 7 + [_I] * 3 + [_P] * 2),
             ):
                 fn = getattr(lib, f"mlkan_{op}_{suf}")
-                fn.argtypes = args if op.startswith("jet") else [*args, ctypes.c_int]
-                fn.restype = None
+                fn.argtypes, fn.restype = [*args, ctypes.c_int], None
                 self._fns[op, dtype] = fn
 
     @staticmethod
@@ -605,63 +693,64 @@ class JetKernel:
         return gz, gX
 
     @staticmethod
-    def check(u: Tensor, C: Tensor, tab: Tensor, grid_size: int, degree: int, D: int, pairs):
+    def check(x: Tensor, X: Tensor, tab: Tensor, grid: Grid, D: int, pairs) -> None:
         """ValueError unless the operands fit one another and the C limits."""
-        N, P = u.shape
-        R = C.shape[0]
-        nb = grid_size + degree
+        N, P = x.shape
+        R = X.shape[0]
         ok = (
-            u.dtype in (torch.float32, torch.float64)
-            and all(t.dtype == u.dtype and t.is_cpu and t.is_contiguous() for t in (u, C, tab))
-            and C.shape == (R, N, P)
+            x.dtype in (torch.float32, torch.float64)
+            and all(t.dtype == x.dtype and t.is_cpu and t.is_contiguous() for t in (x, X, tab))
+            and X.shape == (R, N, P)
             and R == D + len(pairs)
             and 1 <= R + 1 <= RMAX
-            and 0 <= degree < KMAX
+            and 0 <= grid.degree < KMAX
             and tab.dim() == 2
-            and tab.shape[0] == P * nb
+            and tab.shape[0] == P * grid.num_basis
             and all(0 <= i <= j < D for i, j in pairs)
         )
         if not ok:
             raise ValueError(
-                f"jet kernel: bad operands u {tuple(u.shape)} {u.dtype}, C {tuple(C.shape)}, "
-                f"table {tuple(tab.shape)}, grid {grid_size}, degree {degree}, D {D}, "
-                f"pairs {pairs}"
+                f"jet kernel: bad operands x {tuple(x.shape)} {x.dtype}, X {tuple(X.shape)}, "
+                f"table {tuple(tab.shape)}, {grid}, D {D}, pairs {pairs}"
             )
 
-    def _common(self, u, C, tab, grid_size, degree, D, pairs):
-        N, P = u.shape
+    @staticmethod
+    def _common(x: Tensor, tab: Tensor, grid: Grid, D: int, pairs) -> tuple:
+        N, P = x.shape
         pi, pj = _pair_tensors(tuple(pairs))
-        tables = weight_tables(degree, u.dtype)
-        ints = (N, P, grid_size, degree + 1, tab.shape[1], D, len(pairs))
-        return ints, (pi.data_ptr(), pj.data_ptr(), tables.data_ptr())
+        tables = weight_tables(grid.degree, x.dtype)
+        ints = (N, P, grid.grid_size, grid.degree + 1, tab.shape[1], D, len(pairs))
+        lo, hi = grid.grid_range
+        return ints, (pi.data_ptr(), pj.data_ptr(), tables.data_ptr(), lo, hi, grid.h)
 
-    def forward(self, u, C, tab, grid_size: int, degree: int, D: int, pairs) -> Tensor:
-        """Y (1 + R, N, Q)."""
-        self.check(u, C, tab, grid_size, degree, D, pairs)
-        ints, ptrs = self._common(u, C, tab, grid_size, degree, D, pairs)
-        Y = torch.empty((C.shape[0] + 1, u.shape[0], tab.shape[1]), dtype=u.dtype)
-        self._fns["jet_forward", u.dtype](u.data_ptr(), C.data_ptr(), tab.data_ptr(), Y.data_ptr(),
-                                      *ints, *ptrs, torch.get_num_threads())  # fmt: skip
+    def forward(self, x: Tensor, X: Tensor, tab: Tensor, grid: Grid, D: int, pairs) -> Tensor:
+        """Y (1 + R, N, Q) of the layer with inputs x (N, P) and input rows X (R, N, P)."""
+        self.check(x, X, tab, grid, D, pairs)
+        ints, rest = self._common(x, tab, grid, D, pairs)
+        Y = torch.empty((X.shape[0] + 1, x.shape[0], tab.shape[1]), dtype=x.dtype)
+        self._fns["jet_forward", x.dtype](x.data_ptr(), X.data_ptr(), tab.data_ptr(), Y.data_ptr(),
+                                          *ints, *rest, torch.get_num_threads())  # fmt: skip
         return Y
 
     def backward(
-        self, u, C, tab, G, grid_size: int, degree: int, D: int, pairs, needs=(True,) * 3
-    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        """(grad u (N, P), grad C (R, N, P), grad table) for the cotangent G (1 + R, N, Q);
+        self, x: Tensor, X: Tensor, tab: Tensor, G: Tensor, grid: Grid, D: int, pairs,
+        needs: Sequence[bool] = (True, True, True),
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
+        """(grad x (N, P), grad X (R, N, P), grad table) for the cotangent G (1 + R, N, Q);
         the ones not in ``needs`` are None (not computed)."""
-        self.check(u, C, tab, grid_size, degree, D, pairs)
-        if G.shape != (C.shape[0] + 1, u.shape[0], tab.shape[1]) or G.dtype != u.dtype:
+        self.check(x, X, tab, grid, D, pairs)
+        if G.shape != (X.shape[0] + 1, x.shape[0], tab.shape[1]) or G.dtype != x.dtype:
             raise ValueError(f"jet kernel: cotangent {tuple(G.shape)} does not fit")
         G = G.contiguous()
-        ints, ptrs = self._common(u, C, tab, grid_size, degree, D, pairs)
-        gu = torch.empty_like(u) if needs[0] else None
-        gC = torch.empty_like(C) if needs[1] else None
+        ints, rest = self._common(x, tab, grid, D, pairs)
+        gx = torch.empty_like(x) if needs[0] else None
+        gX = torch.empty_like(X) if needs[1] else None
         gt = torch.zeros_like(tab) if needs[2] else None
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-        self._fns["jet_backward", u.dtype](u.data_ptr(), C.data_ptr(), tab.data_ptr(), G.data_ptr(),
-                                       ptr(gu), ptr(gC), ptr(gt), *ints, *ptrs,
-                                       torch.get_num_threads())  # fmt: skip
-        return gu, gC, gt
+        self._fns["jet_backward", x.dtype](x.data_ptr(), X.data_ptr(), tab.data_ptr(),
+                                           G.data_ptr(), ptr(gx), ptr(gX), ptr(gt), *ints, *rest,
+                                           torch.get_num_threads())  # fmt: skip
+        return gx, gX, gt
 
 
 _LOADED: JetKernel | None = None
