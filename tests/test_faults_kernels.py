@@ -258,7 +258,7 @@ def _compare(out: dict, ref: dict, dtype, what) -> None:
 
 
 #: layer-level configurations (each against every kernel: c, gather, dense)
-LAYER_CASES = 1000
+LAYER_CASES = 800
 
 
 def test_fuzz_layers_every_kernel_matches_the_autograd_reference():
@@ -282,7 +282,7 @@ def test_fuzz_layers_every_kernel_matches_the_autograd_reference():
                 refused += 1
     elapsed = time.perf_counter() - start
     print(f"layer fuzz: {compared} (case, kernel) jets + {refused} refusals in {elapsed:.1f} s")
-    assert compared >= 2500 and refused >= 5000
+    assert compared >= 2000 and refused >= 4000
 
 
 # ----------------------------------------------------------------------------- fuzz: maps
@@ -373,7 +373,8 @@ if sys.argv[2] == "overflow":  # negative control: bypass the checks, table one 
     tab = torch.randn(2 * 8 - 1, 3, dtype=torch.float64)
     out = torch.empty(4, 3, dtype=torch.float64)
     spec = K.local_spec(5, 3, 0, torch.float64, cpu)
-    lib._call("contract", None, u, tab, out, spec)
+    fn = lib._contract[torch.float64]  # the raw C function, no checks
+    fn(None, u.data_ptr(), tab.data_ptr(), out.data_ptr(), 4, 2, 5, 4, 3, *spec.table_ptrs, 1)
     print("no report")
     sys.exit(0)
 for i in range(300):
