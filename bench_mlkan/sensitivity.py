@@ -2,11 +2,11 @@
 
 An ablation profile (``bench_mlkan/profiles/ablation_regression.json``) runs the Table 2
 baselines under several *readings* - experiments that share a ``variant`` name and a set
-of overrides, each with a ``description`` - and the bench writes one record per run to
-``<results>/<profile>/<task>/<baseline>@<variant>/seed<k>.json``. This module turns those
-records into ``leaderboards/sensitivity/<task>.md``: for each of the paper's claims
-(``CLAIMS``), under which readings it holds and under which it fails, with the per-seed
-numbers and the statistics of ``bench_mlkan.stats``.
+of overrides, described in the profile's ``"variants"`` map - and the bench writes one
+record per run to ``<results>/<profile>/<task>/<baseline>@<variant>/seed<k>.json``.
+This module turns those records into ``leaderboards/sensitivity/<task>.md``: for each of
+the paper's claims (``CLAIMS``), under which readings it holds and under which it fails,
+with the per-seed numbers and the statistics of ``bench_mlkan.stats``.
 
 Pure functions: ``collect`` (records -> values per reading and baseline),
 ``evaluate_claim`` (values -> ``ClaimResult``), ``render_page`` (-> markdown). The entry
@@ -368,23 +368,20 @@ def definitions(claims: Sequence[Claim]) -> list[str]:
 
 # ----------------------------------------------------------------------------- entry point
 def load_readings(profile: dict[str, Any], task: str) -> list[Reading]:
-    """The readings (experiments with a ``variant``) of ``task`` in profile order."""
+    """The readings (experiments with a ``variant``) of ``task`` in profile order; their
+    descriptions come from the profile's top-level ``"variants": {name: text}``."""
+    texts = profile.get("variants", {})
     out: dict[str, Reading] = {}
     for exp in profile.get("experiments", []):
         if exp.get("task") != task:
             continue
         name = exp.get("variant") or ""
-        if name in out:
-            prev = out[name]
-            out[name] = Reading(
-                name, prev.description, prev.overrides, prev.baselines + tuple(exp["baselines"])
-            )
-            continue
+        prev = out.get(name)
         out[name] = Reading(
             name,
-            exp.get("description", ""),
-            exp.get("overrides", {}),
-            tuple(exp.get("baselines", ())),
+            texts.get(name, ""),
+            prev.overrides if prev else exp.get("overrides", {}),
+            (prev.baselines if prev else ()) + tuple(exp.get("baselines", ())),
         )
     return list(out.values())
 

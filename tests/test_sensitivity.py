@@ -230,7 +230,7 @@ def test_ablation_profile_configs_validate():
 
     profile = load_profile("ablation_regression")
     variants = [e.get("variant") for e in profile["experiments"]]
-    assert all(variants) and all(e.get("description") for e in profile["experiments"])
+    assert all(variants) and all(profile["variants"].get(v) for v in variants)
     specs = expand(profile)
     assert specs
     from bench_mlkan.config import RunConfig
@@ -313,18 +313,19 @@ def test_page_renders_from_fixture_records():
     assert '`{"a": 1}`' in page
 
 
-def test_load_readings_merges_experiments(tmp_path):
+def test_load_readings_merges_experiments():
     profile = {
+        "variants": {"x": "d"},
         "experiments": [
-            {"task": "regression_rotated", "variant": "x", "description": "d",
-             "overrides": {"lr": 0.5}, "baselines": ["kan_fine"], "seeds": [1]},
-            {"task": "regression_rotated", "variant": "x", "description": "d",
-             "overrides": {"lr": 0.5}, "baselines": ["mlp_large"], "seeds": [1]},
+            {"task": "regression_rotated", "variant": "x", "overrides": {"lr": 0.5},
+             "baselines": ["kan_fine"], "seeds": [1]},
+            {"task": "regression_rotated", "variant": "x", "overrides": {"lr": 0.5},
+             "baselines": ["mlp_large"], "seeds": [1]},
             {"task": "burgers_1d", "variant": "y", "baselines": ["kan_fine"], "seeds": [1]},
-        ]
+        ],
     }  # fmt: skip
     (r,) = load_readings(json.loads(json.dumps(profile)), "regression_rotated")
-    assert r.name == "x" and r.baselines == ("kan_fine", "mlp_large") and r.overrides == {"lr": 0.5}
+    assert r == Reading("x", "d", {"lr": 0.5}, ("kan_fine", "mlp_large"))
 
 
 def test_run_dataclass_order():
