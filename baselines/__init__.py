@@ -63,15 +63,14 @@ def load_baseline(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
-def load_search_space(name: str) -> dict[str, Any]:
-    """The parsed ``search_space.json`` of baseline ``name`` ({} when absent)."""
-    path = BASELINES[name] / "search_space.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def tuned_path(name: str, task: str) -> Path:
-    """Where the tuned config of ``name`` on ``task`` lives."""
-    return BASELINES[name] / "tuned" / f"{task}.json"
+    """Where the tuned config of ``name`` on ``task`` lives: the user's own
+    (``$BENCH_MLKAN_HOME`` or the current directory: ``tuned/<name>/<task>.json``, written by
+    ``tune``) when it exists, else the one shipped in ``baselines/<name>/tuned/<task>.json``."""
+    from bench_mlkan.home import tuned_file
+
+    user = tuned_file(name, task)
+    return user if user.exists() else BASELINES[name] / "tuned" / f"{task}.json"
 
 
 def baseline_tasks(name: str) -> list[str]:
@@ -112,7 +111,6 @@ __all__ = [
     "baseline_config",
     "baseline_tasks",
     "load_baseline",
-    "load_search_space",
     "merge",
     "tuned_path",
 ]

@@ -341,7 +341,11 @@ def accepted_options(
     """Keyword parameters ``target`` (a class or callable) accepts, following ``**kwargs``
     up a class's MRO; ``None`` when anything goes (a bare ``**kwargs`` at the end)."""
     out: dict[str, inspect.Parameter] = {}
-    chain = [c.__init__ for c in inspect.getmro(target)] if inspect.isclass(target) else [target]
+    chain = (
+        [vars(c)["__init__"] for c in inspect.getmro(target) if "__init__" in vars(c)]
+        if inspect.isclass(target)
+        else [target]
+    )
     for fn in chain:
         if fn is object.__init__:
             return out if out else None
