@@ -42,7 +42,7 @@ from . import cache_files, kernels_c
 from .kernels import derivative_tables
 from .splines import Grid
 
-VERSION = 7
+VERSION = 9
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -80,6 +80,7 @@ typedef struct {
   @T@* a;        /* (R1, K1, P) row coefficients */
   @T@* dot;      /* (R1, K1, P) G[k, b, :] . T[base + r Q + :] */
   @T@* sums;     /* (3, R1, P) sum_r w^1, w^2, w^3 times dot */
+  @T@* tg;       /* (K1, P) one gathered coefficient column */
 } jscratch_@SUF@;
 
 /* cells, weights of orders 0 .. orders-1 and coefficients a of every input of row b */
@@ -147,7 +148,9 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t K1, int o
   }
 }
 
-/* Y[k, b, :] = sum_{p, r} a[k, r, p] T[base[p] + r Q + :]: R1 vector accumulators */
+/* Y[k, b, :] = sum_{p, r} a[k, r, p] T[base[p] + r Q + :]: full blocks of VL outputs with
+   R1 vector accumulators; the last Q % VL outputs one column at a time, vectorised over p
+   (the coefficient rows gathered) */
 INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
                             const jscratch_@SUF@* S) {
   const int64_t Q = A->Q, N = A->N, P = A->P, K1 = A->K1, VL = VL_@SUF@;
@@ -166,63 +169,85 @@ INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
     for (int64_t k = 0; k < R1; ++k) *(jvec_@SUF@*)(A->Y + (k * N + b) * Q + q0) = acc[k];
   }
   for (int64_t q = qfull; q < Q; ++q) {
-    @T@ acc[RMAX];
-    for (int64_t k = 0; k < R1; ++k) acc[k] = 0;
-    for (int64_t p = 0; p < P; ++p) {
-      const @T@* tb = A->tab + S->base[p] + q;
-      for (int64_t r = 0; r < K1; ++r) {
-        const @T@ t = tb[r * Q];
-        const @T@* a = S->a + r * P + p;
-        for (int64_t k = 0; k < R1; ++k) acc[k] += a[k * KP] * t;
-      }
+    @T@* tg = S->tg; /* (K1, P): T[base[p] + r Q + q] */
+    for (int64_t r = 0; r < K1; ++r) {
+      const @T@* col = A->tab + r * Q + q;
+      for (int64_t p = 0; p < P; ++p) tg[r * P + p] = col[S->base[p]];
     }
-    for (int64_t k = 0; k < R1; ++k) A->Y[(k * N + b) * Q + q] = acc[k];
+    for (int64_t k = 0; k < R1; ++k) {
+      const @T@* a = S->a + k * KP;
+      @T@ s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < KP; ++i) s += a[i] * tg[i];
+      A->Y[(k * N + b) * Q + q] = s;
+    }
   }
 }
 
 /* dot[k, r, p] = G[k, b, :] . T[base[p] + r Q + :] and
-   gtab[base[p] + r Q + :] += sum_k a[k, r, p] G[k, b, :] (R1 partial dots in registers) */
+   gtab[base[p] + r Q + :] += sum_k a[k, r, p] G[k, b, :]: full blocks per coefficient row
+   (R1 partial dots in registers), the last Q % VL columns vectorised over p */
 INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
                             jscratch_@SUF@* S, @T@* gtab, int dots) {
   const int64_t Q = A->Q, NQ = A->N * A->Q, P = A->P, K1 = A->K1, VL = VL_@SUF@;
   const int64_t qfull = Q - Q % VL, KP = K1 * P;
   const @T@* Gb = A->G + b * Q;
-  for (int64_t p = 0; p < P; ++p) {
-    for (int64_t r = 0; r < K1; ++r) {
-      const @T@* tr = A->tab + S->base[p] + r * Q;
-      const @T@* a = S->a + r * P + p;
-      @T@* o = gtab ? gtab + S->base[p] + r * Q : 0;
-      jvec_@SUF@ acc[RMAX];
-      for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
-      for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
-        const jvec_@SUF@ t = *(const jvec_@SUF@*)(tr + q0);
-        jvec_@SUF@ v = o ? *(const jvec_@SUF@*)(o + q0) : (jvec_@SUF@){0};
-        for (int64_t k = 0; k < R1; ++k) {
-          const jvec_@SUF@ gk = *(const jvec_@SUF@*)(Gb + k * NQ + q0);
-          acc[k] += gk * t;
-          v += a[k * KP] * gk;
+  if (qfull)
+    for (int64_t p = 0; p < P; ++p) {
+      for (int64_t r = 0; r < K1; ++r) {
+        const @T@* tr = A->tab + S->base[p] + r * Q;
+        const @T@* a = S->a + r * P + p;
+        @T@* o = gtab ? gtab + S->base[p] + r * Q : 0;
+        jvec_@SUF@ acc[RMAX];
+        for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
+        for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
+          const jvec_@SUF@ t = *(const jvec_@SUF@*)(tr + q0);
+          jvec_@SUF@ v = o ? *(const jvec_@SUF@*)(o + q0) : (jvec_@SUF@){0};
+          for (int64_t k = 0; k < R1; ++k) {
+            const jvec_@SUF@ gk = *(const jvec_@SUF@*)(Gb + k * NQ + q0);
+            acc[k] += gk * t;
+            v += a[k * KP] * gk;
+          }
+          if (o) *(jvec_@SUF@*)(o + q0) = v;
         }
-        if (o) *(jvec_@SUF@*)(o + q0) = v;
-      }
-      @T@ tail[RMAX];
-      for (int64_t k = 0; k < R1; ++k) tail[k] = 0;
-      for (int64_t q = qfull; q < Q; ++q) {
-        @T@ v = o ? o[q] : 0;
-        for (int64_t k = 0; k < R1; ++k) {
-          const @T@ gk = Gb[k * NQ + q];
-          tail[k] += gk * tr[q];
-          v += a[k * KP] * gk;
-        }
-        if (o) o[q] = v;
-      }
-      if (dots) {
-        @T@* d = S->dot + r * P + p;
-        for (int64_t k = 0; k < R1; ++k) {
-          @T@ t = tail[k];
-          if (qfull)
+        if (dots) {
+          @T@* d = S->dot + r * P + p;
+          for (int64_t k = 0; k < R1; ++k) {
+            @T@ t = 0;
             for (int64_t j = 0; j < VL; ++j) t += acc[k][j];
-          d[k * KP] = t;
+            d[k * KP] = t;
+          }
         }
+      }
+    }
+  else if (dots)
+    for (int64_t i = 0; i < R1 * KP; ++i) S->dot[i] = 0;
+  for (int64_t q = qfull; q < Q; ++q) {
+    @T@* tg = S->tg; /* (K1, P): T[base[p] + r Q + q], then sum_k a[k, r, p] G[k, b, q] */
+    if (dots) {
+      for (int64_t r = 0; r < K1; ++r) {
+        const @T@* col = A->tab + r * Q + q;
+        for (int64_t p = 0; p < P; ++p) tg[r * P + p] = col[S->base[p]];
+      }
+      for (int64_t k = 0; k < R1; ++k) {
+        @T@* d = S->dot + k * KP;
+        const @T@ gk = Gb[k * NQ + q];
+#pragma omp simd
+        for (int64_t i = 0; i < KP; ++i) d[i] += gk * tg[i];
+      }
+    }
+    if (gtab) {
+#pragma omp simd
+      for (int64_t i = 0; i < KP; ++i) tg[i] = 0;
+      for (int64_t k = 0; k < R1; ++k) {
+        const @T@* a = S->a + k * KP;
+        const @T@ gk = Gb[k * NQ + q];
+#pragma omp simd
+        for (int64_t i = 0; i < KP; ++i) tg[i] += a[i] * gk;
+      }
+      for (int64_t r = 0; r < K1; ++r) {
+        @T@* ocol = gtab + r * Q + q;
+        for (int64_t p = 0; p < P; ++p) ocol[S->base[p]] += tg[r * P + p]; /* rows differ */
       }
     }
   }
@@ -339,7 +364,7 @@ static const jbg_t_@SUF@ JBG_@SUF@[RMAX + 1] = {0, 0, jbg_r2_@SUF@, jbg_r3_@SUF@
 
 static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, jscratch_@SUF@* S, void** mem) {
   const int64_t P = A->P, KP = A->P * A->K1, R1 = 1 + A->D + A->M;
-  const size_t bytes = sizeof(int64_t) * P + sizeof(@T@) * (P * (2 + R1) + 4 * KP + 2 * R1 * KP
+  const size_t bytes = sizeof(int64_t) * P + sizeof(@T@) * (P * (2 + R1) + 5 * KP + 2 * R1 * KP
                                                               + 3 * R1 * P);
   char* m = (char*)malloc(bytes);
   if (!m) abort();
@@ -352,6 +377,7 @@ static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, jscratch_@SUF@* S, void**
   S->a = S->w + 4 * KP;
   S->dot = S->a + R1 * KP;
   S->sums = S->dot + R1 * KP;
+  S->tg = S->sums + 3 * R1 * P;
 }
 
 INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {

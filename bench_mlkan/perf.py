@@ -1,6 +1,6 @@
 """``make perf`` / ``python -m bench_mlkan perf``: time the KAN evaluation paths.
 
-Three sections, every number a ratio to a baseline timed in the same run, interleaved:
+Four sections, every number a ratio to a baseline timed in the same run, interleaved:
 
 1. **layer**: one KAN layer, forward + backward with the input gradient (``autograd.grad``
    of a fixed random cotangent w.r.t. input and coefficients), for every kernel of
@@ -18,12 +18,20 @@ Three sections, every number a ratio to a baseline timed in the same run, interl
    literal power-ReLU multichannel MLP (``evaluation="relu"``), the Cox-de Boor KAN and a
    same-width tanh MLP, forward + backward.
 
+4. **step**: one PINN training step (loss + backward + optimizer step) at the paper's sizes
+   for burgers_1d, allen_cahn_1d and poisson_interface_2d, per family (the kan_coarse,
+   mcmlp_coarse and mlp_medium baselines' models), with input derivatives by forward jets
+   (``bench_mlkan.jets``, the default route) and by nested autograd: time and peak memory,
+   and the top ops of the jet step (torch.profiler). Also the engine: ``train()`` of
+   kan_coarse on burgers_1d per step against a plain PyTorch tanh MLP [2, 56, 56, 1]
+   nested-autograd Burgers PINN step in the same process. float64 by default.
+
 Timing: warm-up, then rounds in which every case of a configuration runs once (order
 rotated each round); per case the median over rounds. Rounds adapt to a time budget
 between ``--min-repeats`` and ``--repeats``. Ratios are medians divided by the baseline's
 median in the same configuration, so machine-wide slow-downs cancel to first order.
 
-Peak memory (pinn section): on CPU, the peak of the CPU allocator's "Total Allocated"
+Peak memory (pinn and step sections): on CPU, the peak of the CPU allocator's "Total Allocated"
 counter reported by ``torch.profiler`` (profile_memory=True) over one step, measured from
 the step's start (parameters and inputs excluded); on CUDA ``max_memory_allocated``. Also
 the bytes the autograd tape saves (``saved_tensors_hooks``, unique storages) at the end of
@@ -39,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -57,12 +67,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import jets
 from . import kernels as K
 from .cox_de_boor import CoxDeBoorKAN, cox_de_boor_layer_forward, extended_knots
-from .models import KAN, MLP, spline_layer_forward
+from .models import KAN, MLP, count_parameters, spline_layer_forward
 from .splines import Grid
 
 BASELINE = "cox_de_boor"
+DEFAULT_SECTIONS = ["layer", "pinn", "fig3", "step"]
 
 
 # ----------------------------------------------------------------------------- timing
@@ -447,6 +459,231 @@ def run_fig3(args, device: torch.device, log) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- section 4
+#: task -> family -> baseline whose paper-size model the training-step section times
+STEP_MODELS = {
+    "burgers_1d": {"kan": "kan_coarse", "mcmlp": "mcmlp_coarse", "mlp": "mlp_medium"},
+    "allen_cahn_1d": {"kan": "kan_coarse", "mcmlp": "mcmlp_coarse", "mlp": "mlp_medium"},
+    "poisson_interface_2d": {"kan": "kan_coarse", "mcmlp": "mcmlp_coarse", "mlp": "mlp_medium"},
+}
+STEP_ROUTES = ("jet", "autograd")
+
+
+def _adam_step(task, model: nn.Module, config, route: str) -> Callable[[], Any]:
+    """One optimizer step of ``task``'s loss (loss + backward + step) on the given route."""
+    from .optim import make_optimizer
+    from .tasks.pinn import use_derivative_route
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(config.optimizer, params, config.lr, config.optimizer_options)
+    batch = task.train_batch()
+    state = task.make_state(batch)
+
+    def step():
+        with use_derivative_route(route):
+            opt.zero_grad(set_to_none=True)
+            terms = task.loss_terms(model, batch, state, update_state=True)
+            loss = functools.reduce(torch.add, terms.values())
+            loss.backward()
+            opt.step()
+        return loss
+
+    return step
+
+
+def _profile_top(fn: Callable[[], Any], rows: int = 8) -> list[dict]:
+    """The ops with the most self CPU time over 3 calls of fn (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count // 3}
+        for e in events[:rows]
+    ]
+
+
+def plain_mlp_pinn_step(task, dtype: torch.dtype) -> Callable[[], Any]:
+    """A plain PyTorch tanh MLP [2, 56, 56, 1] Burgers PINN step (nested autograd, Adam):
+    the reference the engine's kan_coarse step is measured against (same points, same
+    hard boundary and loss as ``burgers_1d``, nothing from this package)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(2, 56), nn.Tanh(), nn.Linear(56, 56), nn.Tanh(), nn.Linear(56, 1)
+    ).to(dtype)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xc = task.x_collocation.to(dtype)
+    x0 = task.x_initial.to(dtype)
+    u0 = -torch.sin(math.pi * x0[:, :1])
+    nu = task.nu
+
+    def u_of(x: Tensor) -> Tensor:
+        return (1 - x[:, :1] ** 2) * net(x)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        x = xc.clone().requires_grad_(True)
+        u = u_of(x)
+        (g,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad(g[:, 0].sum(), x, create_graph=True)
+        r = g[:, 1] + u[:, 0] * g[:, 0] - nu * h[:, 0]
+        loss = (r**2).mean() + ((u_of(x0) - u0) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def engine_step_times(task_name: str, baseline: str, steps: int, size: str) -> list[float]:
+    """Per-step wall times of ``engine.train`` on the baseline's settings (``steps`` steps
+    on the first level, no evaluation in between)."""
+    import lightning as L
+
+    from .baselines import baseline_config
+    from .engine import train
+
+    class StepTimer(L.Callback):
+        def __init__(self):
+            self.times: list[float] = []
+            self.t0 = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.times.append(time.perf_counter() - self.t0)
+
+    config = baseline_config(baseline, task_name)
+    schedule = [steps] + [0] * (len(config.schedule) - 1)
+    config = dataclasses.replace(
+        config, schedule=schedule, task_options={**config.task_options, "size": size}
+    )
+    timer = StepTimer()
+    result = train(config, callbacks=[timer])
+    if result.status != "ok":
+        raise RuntimeError(f"engine run {baseline} on {task_name}: {result.status} {result.error}")
+    return list(timer.times)
+
+
+def run_step(args, device: torch.device, log) -> dict:
+    """Training-step section (see the module docstring)."""
+    from .baselines import baseline_config
+    from .engine import build_model
+    from .tasks import TASKS
+
+    dtype = getattr(torch, args.step_dtype)
+    size = "tiny" if args.quick else "paper"
+    out: dict[str, Any] = {"dtype": args.step_dtype, "size": size, "tasks": {}}
+    for task_name, families in STEP_MODELS.items():
+        task = TASKS[task_name](size=size)
+        cases: dict[str, Callable[[], Any]] = {}
+        models: dict[str, dict] = {}
+        for family, baseline in families.items():
+            config = baseline_config(baseline, task_name)
+            torch.manual_seed(0)
+            model = build_model(config, task).to(dtype=dtype, device=device)
+            models[family] = {"baseline": baseline, "params": count_parameters(model),
+                              "supports_jets": jets.supports(model)}  # fmt: skip
+            for route in STEP_ROUTES:
+                cases[f"{family}-{route}"] = _adam_step(task, model, config, route)
+        timing = time_cases(cases, device, **args.timing)
+        peak = {c: peak_bytes(fn, device) for c, fn in cases.items()}
+        med = {c: timing.median(c) for c in cases}
+        row: dict[str, Any] = {
+            "points": {
+                k: int(v.shape[0]) for k, v in task.train_batch().items() if v.is_floating_point()
+            },  # fmt: skip
+            "models": models,
+            "median_s": med,
+            "repeats": len(timing.samples[next(iter(cases))]),
+            "peak_bytes": peak,
+            "jet_vs_autograd": {f: med[f"{f}-jet"] / med[f"{f}-autograd"] for f in families},
+            "peak_jet_vs_autograd": {
+                f: peak[f"{f}-jet"] / max(1, peak[f"{f}-autograd"]) for f in families
+            },
+            "kan_jet_vs_mlp_jet": med["kan-jet"] / med["mlp-jet"],
+            "profile_jet": {f: _profile_top(cases[f"{f}-jet"]) for f in families},
+        }
+        out["tasks"][task_name] = row
+        for c in cases:
+            log(f"step  {task_name:22s} {c:15s} {med[c] * 1e3:9.2f} ms  peak "
+                f"{peak[c] / 2**20:8.2f} MiB")  # fmt: skip
+        log(
+            f"step  {task_name:22s} jet/autograd "
+            + "  ".join(f"{f}={v:.3f}" for f, v in row["jet_vs_autograd"].items())
+            + f"  kan jet / mlp jet {row['kan_jet_vs_mlp_jet']:.3f}"
+        )
+    # the engine's kan_coarse Burgers step against a plain PyTorch MLP PINN step
+    task = TASKS["burgers_1d"](size=size)
+    plain = plain_mlp_pinn_step(task, dtype)
+    before = time_cases({"plain": plain}, device, **args.timing).samples["plain"]
+    steps = 12 if args.quick else 60
+    engine_times = engine_step_times("burgers_1d", "kan_coarse", steps, size)[5:]
+    after = time_cases({"plain": plain}, device, **args.timing).samples["plain"]
+    plain_med = statistics.median(before + after)
+    engine_med = statistics.median(engine_times)
+    out["engine"] = {
+        "baseline": "kan_coarse",
+        "task": "burgers_1d",
+        "steps_timed": len(engine_times),
+        "engine_step_s": engine_med,
+        "plain_mlp_autograd_step_s": plain_med,
+        "ratio": engine_med / plain_med,
+    }
+    log(
+        f"step  engine kan_coarse burgers {engine_med * 1e3:.2f} ms vs plain PyTorch tanh MLP "
+        f"[2, 56, 56, 1] nested autograd {plain_med * 1e3:.2f} ms: {engine_med / plain_med:.3f}"
+    )
+    return out
+
+
+def render_step(s: dict) -> list[str]:
+    lines = [f"## PINN training step: jets vs nested autograd ({s['dtype']}, size {s['size']})\n"]
+    lines.append(
+        "One optimizer step of the task's loss (loss terms + backward + Adam/AdamW step, the "
+        "baselines' models at the paper's sizes: kan_coarse, mcmlp_coarse, mlp_medium), with "
+        "input derivatives by forward jets (`jet`, the default) or by nested "
+        "`torch.autograd.grad` (`autograd`). Medians of interleaved repeats after warm-up, one "
+        "process. Peak: the CPU allocator's peak over one step from its start "
+        "(torch.profiler, profile_memory) or CUDA max_memory_allocated.\n"
+    )
+    lines.append("| task | family | params | jet ms | autograd ms | jet / autograd "
+                 "| jet peak MiB | autograd peak MiB | peak jet / autograd |")  # fmt: skip
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for task, row in s["tasks"].items():
+        for f, info in row["models"].items():
+            mj, ma = row["median_s"][f"{f}-jet"], row["median_s"][f"{f}-autograd"]
+            pj, pa = row["peak_bytes"][f"{f}-jet"], row["peak_bytes"][f"{f}-autograd"]
+            lines.append(
+                f"| {task} | {f} ({info['baseline']}) | {info['params']} | {mj * 1e3:.2f} "
+                f"| {ma * 1e3:.2f} | {_fmt(mj / ma)} | {pj / 2**20:.2f} | {pa / 2**20:.2f} "
+                f"| {_fmt(pj / max(1, pa))} |"
+            )
+    lines.append("")
+    lines.append("KAN jet step / tanh MLP jet step: " + ", ".join(
+        f"{t} {_fmt(r['kan_jet_vs_mlp_jet'])}" for t, r in s["tasks"].items()) + "\n")  # fmt: skip
+    e = s.get("engine")
+    if e:
+        lines.append(
+            f"Engine: `train()` of kan_coarse on burgers_1d, median step "
+            f"{e['engine_step_s'] * 1e3:.2f} ms over {e['steps_timed']} steps, vs a plain "
+            f"PyTorch tanh MLP [2, 56, 56, 1] nested-autograd PINN step "
+            f"{e['plain_mlp_autograd_step_s'] * 1e3:.2f} ms in the same process: "
+            f"ratio {_fmt(e['ratio'])}.\n"
+        )
+    lines.append("Where the jet step's time goes (torch.profiler, self CPU time, top ops):\n")
+    for task, row in s["tasks"].items():
+        for f, top in row["profile_jet"].items():
+            ops = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in top[:6])
+            lines.append(f"- {task} {f}: {ops}")
+    lines.append("")
+    return lines
+
+
 # ----------------------------------------------------------------------------- environment
 def _allocator() -> dict[str, Any]:
     libs = []
@@ -591,8 +828,10 @@ def render_markdown(result: dict) -> str:
                 + " |"
             )
         lines.append("")
+    if "step" in result:
+        lines.extend(render_step(result["step"]))
     if "targets" in result:
-        lines.append("## Targets (issue 7)\n")
+        lines.append("## Targets\n")
         lines.append("| target | measured | met |")
         lines.append("|---|---|---|")
         for t in result["targets"]:
@@ -621,6 +860,23 @@ def targets(result: dict) -> list[dict]:
         p = result["pinn"]
         add("PINN step auto / reference <= 0.25", p["time_ratio_vs_reference"]["auto"], 0.25)
         add("PINN peak memory auto / tanh MLP <= 2", p["peak_ratio_vs_mlp"]["auto"], 2.0)
+    s = result.get("step")
+    if s:
+        for task in ("burgers_1d", "allen_cahn_1d"):
+            row = s["tasks"].get(task)
+            if row:
+                add(f"{task}: KAN step jets / nested autograd <= 0.125",
+                    row["jet_vs_autograd"]["kan"], 0.125)  # fmt: skip
+                add(f"{task}: tanh MLP step jets / nested autograd <= 0.25",
+                    row["jet_vs_autograd"]["mlp"], 0.25)  # fmt: skip
+        for task, row in s["tasks"].items():
+            add(f"{task}: KAN jets step / tanh MLP jets step <= 1.5",
+                row["kan_jet_vs_mlp_jet"], 1.5)  # fmt: skip
+            for f, r in row["peak_jet_vs_autograd"].items():
+                add(f"{task}: {f} peak memory jets / nested autograd <= 1", r, 1.0)
+        if s.get("engine"):
+            add("burgers_1d: engine kan_coarse step / plain PyTorch tanh MLP autograd step <= 0.5",
+                s["engine"]["ratio"], 0.5)  # fmt: skip
     return out
 
 
@@ -691,10 +947,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="kernels in the layer sweep: 'default' (auto's kernel + autograd), 'all', or names",
     )
     p.add_argument("--budget", type=float, default=2.0, help="seconds of rounds per config")
-    p.add_argument("--sections", default="layer,pinn,fig3")
+    p.add_argument("--sections", default=",".join(DEFAULT_SECTIONS))
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--pinn-dtype", default="float32")
     p.add_argument("--fig3-dtype", default="float32")
+    p.add_argument("--step-dtype", default="float64")
     p.add_argument("--out", default="leaderboards/perf", help="output folder")
     return p
 
@@ -725,6 +982,8 @@ def perf_main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"perf-{device.type}" + ("-quick" if args.quick else "")
+    if sections != DEFAULT_SECTIONS:  # a partial run never overwrites the full one
+        stem += "-" + "-".join(sections)
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -753,6 +1012,9 @@ def perf_main(argv: list[str] | None = None) -> int:
         write()
     if "fig3" in sections:
         result["fig3"] = run_fig3(args, device, log)
+        write()
+    if "step" in sections:
+        result["step"] = run_step(args, device, log)
     write()
     plot(result, out / f"{stem}.png")
     log("")
