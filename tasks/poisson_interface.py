@@ -9,12 +9,13 @@ Exact solution (u has a kink at x = 0, the flux eps u_x is continuous)::
 Level-set input: the network sees z = (x, y, |x|) (``feature_dim`` = 3), so u is
 continuous across x = 0 by construction and may have a kink there. Derivatives:
 
-* volume points: autograd with respect to the physical (x, y); the |x| feature is
-  computed as x * s with s = +1 for x >= 0 and -1 for x < 0 held constant, so at x = 0
-  (49 of the 2401 interior grid points lie on it) the derivatives are the right-sided
-  ones, matching eps(0) = 1/2;
-* interface points (x = 0): the one-sided x-derivatives come from the feature
-  gradient, u_x(0-) = du/dz1 - du/dz3 and u_x(0+) = du/dz1 + du/dz3.
+* volume points: ``pinn.derivatives`` with respect to the physical (x, y); the |x|
+  feature is computed as x * s with s = +1 for x >= 0 and -1 for x < 0 held constant
+  (``LevelSetFeatures``, also on jets), so at x = 0 (49 of the 2401 interior grid points
+  lie on it) the derivatives are the right-sided ones, matching eps(0) = 1/2;
+* interface points (x = 0): the one-sided x-derivatives are those of the two pieces,
+  u(x, y, -x) and u(x, y, x) (``LevelSetFeatures(-1)`` / ``(+1)``), i.e. the feature
+  gradient u_x(0-) = du/dz1 - du/dz3 and u_x(0+) = du/dz1 + du/dz3.
 
 Loss (sums over points, METHOD.md 5.2)::
 
