@@ -376,8 +376,8 @@ class SplineJetFunction(torch.autograd.Function):
     def backward(ctx, g_value, g_rest):  # type: ignore[override]
         x, X, tab = ctx.saved_tensors
         kern, grid, D, pairs = ctx.meta
-        gY = torch.cat([g_value[None], g_rest])
-        gx, gX, gt = kern.backward(x, X, tab, gY, grid, D, pairs, ctx.needs_input_grad[:3])
+        needs = ctx.needs_input_grad[:3]
+        gx, gX, gt = kern.backward(x, X, tab, g_value, g_rest, grid, D, pairs, needs)
         return gx, gX, gt, None, None, None
 
 

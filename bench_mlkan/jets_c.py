@@ -42,7 +42,7 @@ from . import cache_files, kernels_c
 from .kernels import derivative_tables
 from .splines import Grid
 
-VERSION = 9
+VERSION = 10
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -63,7 +63,7 @@ _C_TEMPLATE = r"""
 typedef @T@ jvec_@SUF@ __attribute__((vector_size(32), aligned(sizeof(@T@))));
 
 typedef struct {
-  const @T@ *x, *X, *tab, *G, *tables;
+  const @T@ *x, *X, *tab, *G, *Gr, *tables; /* G: value cotangent, Gr: the rows' */
   @T@ *Y, *gx, *gX, *gtab;
   const int64_t *pi, *pj;
   int64_t N, P, n, K1, Q, D, M;
@@ -191,7 +191,9 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
                             jscratch_@SUF@* S, @T@* gtab, int dots) {
   const int64_t Q = A->Q, NQ = A->N * A->Q, P = A->P, K1 = A->K1, VL = VL_@SUF@;
   const int64_t qfull = Q - Q % VL, KP = K1 * P;
-  const @T@* Gb = A->G + b * Q;
+  const @T@* Gk[RMAX]; /* cotangent row k at batch row b */
+  Gk[0] = A->G + b * Q;
+  for (int64_t k = 1; k < R1; ++k) Gk[k] = A->Gr + (k - 1) * NQ + b * Q;
   if (qfull)
     for (int64_t p = 0; p < P; ++p) {
       for (int64_t r = 0; r < K1; ++r) {
@@ -204,7 +206,7 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
           const jvec_@SUF@ t = *(const jvec_@SUF@*)(tr + q0);
           jvec_@SUF@ v = o ? *(const jvec_@SUF@*)(o + q0) : (jvec_@SUF@){0};
           for (int64_t k = 0; k < R1; ++k) {
-            const jvec_@SUF@ gk = *(const jvec_@SUF@*)(Gb + k * NQ + q0);
+            const jvec_@SUF@ gk = *(const jvec_@SUF@*)(Gk[k] + q0);
             acc[k] += gk * t;
             v += a[k * KP] * gk;
           }
@@ -231,7 +233,7 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
       }
       for (int64_t k = 0; k < R1; ++k) {
         @T@* d = S->dot + k * KP;
-        const @T@ gk = Gb[k * NQ + q];
+        const @T@ gk = Gk[k][q];
 #pragma omp simd
         for (int64_t i = 0; i < KP; ++i) d[i] += gk * tg[i];
       }
@@ -241,7 +243,7 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
       for (int64_t i = 0; i < KP; ++i) tg[i] = 0;
       for (int64_t k = 0; k < R1; ++k) {
         const @T@* a = S->a + k * KP;
-        const @T@ gk = Gb[k * NQ + q];
+        const @T@ gk = Gk[k][q];
 #pragma omp simd
         for (int64_t i = 0; i < KP; ++i) tg[i] += a[i] * gk;
       }
@@ -391,7 +393,7 @@ void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y,
                              int64_t P, int64_t n, int64_t K1, int64_t Q, int64_t D,
                              int64_t M, const int64_t* pi, const int64_t* pj,
                              const @T@* tables, @T@ lo, @T@ hi, @T@ h, int nthreads) {
-  const jargs_@SUF@ A = {x, X, tab, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
+  const jargs_@SUF@ A = {x, X, tab, 0, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
                          lo, hi, h};
   const int64_t R1 = 1 + D + M;
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
@@ -412,12 +414,13 @@ void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y,
 
 /* gtab (P (n + k), Q) must be zeroed by the caller; gu, gC or gtab may be NULL (skipped) */
 void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const @T@* G,
-                              @T@* gx, @T@* gX, @T@* gtab, int64_t N, int64_t P, int64_t n,
+                              const @T@* Gr, @T@* gx, @T@* gX, @T@* gtab, int64_t N, int64_t P,
+                              int64_t n,
                               int64_t K1, int64_t Q, int64_t D, int64_t M, const int64_t* pi,
                               const int64_t* pj, const @T@* tables, @T@ lo, @T@ hi, @T@ h,
                               int nthreads) {
-  const jargs_@SUF@ A = {x, X, tab, G, tables, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D, M,
-                         lo, hi, h};
+  const jargs_@SUF@ A = {x, X, tab, G, Gr, tables, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D,
+                         M, lo, hi, h};
   const int64_t R1 = 1 + D + M, size = P * (n + K1 - 1) * Q;
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
   const int dots = gx != 0 || gX != 0;
@@ -654,7 +657,7 @@ class JetKernel:
         ):
             for op, args in (
                 ("jet_forward", [_P] * 4 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
-                ("jet_backward", [_P] * 7 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
+                ("jet_backward", [_P] * 8 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
                 ("act_forward", [ctypes.c_int, scalar] + [_P] * 5 + [_I] * 3 + [_P] * 2),
                 ("act_backward", [ctypes.c_int, scalar] + [_P] * 7 + [_I] * 3 + [_P] * 2),
             ):
@@ -759,22 +762,24 @@ class JetKernel:
         return Y
 
     def backward(
-        self, x: Tensor, X: Tensor, tab: Tensor, G: Tensor, grid: Grid, D: int, pairs,
-        needs: Sequence[bool] = (True, True, True),
+        self, x: Tensor, X: Tensor, tab: Tensor, G: Tensor, Gr: Tensor, grid: Grid, D: int,
+        pairs, needs: Sequence[bool] = (True, True, True),
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
-        """(grad x (N, P), grad X (R, N, P), grad table) for the cotangent G (1 + R, N, Q);
-        the ones not in ``needs`` are None (not computed)."""
+        """(grad x (N, P), grad X (R, N, P), grad table) for the cotangents G (N, Q) of the
+        value and Gr (R, N, Q) of the rows; the ones not in ``needs`` are None."""
         self.check(x, X, tab, grid, D, pairs)
-        if G.shape != (X.shape[0] + 1, x.shape[0], tab.shape[1]) or G.dtype != x.dtype:
-            raise ValueError(f"jet kernel: cotangent {tuple(G.shape)} does not fit")
-        G = G.contiguous()
+        N, Q, R = x.shape[0], tab.shape[1], X.shape[0]
+        if G.shape != (N, Q) or Gr.shape != (R, N, Q) or {G.dtype, Gr.dtype} != {x.dtype}:
+            raise ValueError(f"jet kernel: cotangents {tuple(G.shape)}, {tuple(Gr.shape)}")
+        G, Gr = G.contiguous(), Gr.contiguous()
         ints, rest = self._common(x, tab, grid, D, pairs)
         gx = torch.empty_like(x) if needs[0] else None
         gX = torch.empty_like(X) if needs[1] else None
         gt = torch.zeros_like(tab) if needs[2] else None
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
         self._fns["jet_backward", x.dtype](x.data_ptr(), X.data_ptr(), tab.data_ptr(),
-                                           G.data_ptr(), ptr(gx), ptr(gX), ptr(gt), *ints, *rest,
+                                           G.data_ptr(), Gr.data_ptr(), ptr(gx), ptr(gX),
+                                           ptr(gt), *ints, *rest,
                                            torch.get_num_threads())  # fmt: skip
         return gx, gX, gt
 
