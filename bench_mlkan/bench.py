@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import home
 from .eta import (
     Progress,
     estimate_all,
@@ -58,8 +59,6 @@ from .eta import (
     short_path,
 )
 from .records import (
-    DEFAULT_LEADERBOARDS,
-    DEFAULT_RESULTS,
     SHIPPED_RESULTS,
     LockHeld,
     RecordError,
@@ -362,48 +361,266 @@ def plan_runs(
 
 
 # ----------------------------------------------------------------------------- one run
+#: Lightning loggers of ``--logger`` (tensorboard only where it is installed)
+LOGGERS = ("csv", "tensorboard", "wandb")
+#: auto checkpoints: runs estimated at >= this many seconds get mid-run checkpoints ...
+CHECKPOINT_AFTER_S = 120.0
+#: ... about every this many seconds of training
+CHECKPOINT_PERIOD_S = 60.0
+#: auto checkpoints without an estimate: every this many steps (runs with more steps only)
+CHECKPOINT_FALLBACK_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the bench runs a job beyond its config (never part of the run's identity).
+
+    loggers: Lightning loggers by name (``LOGGERS``); outputs: the folder for ``wandb/``
+    and ``logs/`` (``home.outputs_root`` of the records root); checkpoint_every: steps
+    between mid-run checkpoints (0: none; a checkpoint folder of the same config left by a
+    killed bench is resumed either way)."""
+
+    loggers: tuple[str, ...] = ()
+    outputs: str | None = None
+    checkpoint_every: int = 0
+
+
+def checkpoint_dir(record_file: Path) -> Path:
+    """``seed<k>.ckpt/`` beside ``seed<k>.json``: the run's mid-run checkpoints."""
+    record_file = Path(record_file)
+    return record_file.with_name(record_file.name.removesuffix(".json") + ".ckpt")
+
+
+def checkpoint_every_for(spec: RunSpec, seconds: float | None, policy: int | None) -> int:
+    """Steps between checkpoints of ``spec``: ``policy`` when given (0 = never); else (auto)
+    about every CHECKPOINT_PERIOD_S of a run estimated at >= CHECKPOINT_AFTER_S, or every
+    CHECKPOINT_FALLBACK_STEPS of a longer run without an estimate."""
+    if policy is not None:
+        return max(0, int(policy))
+    from .eta import planned_steps
+
+    steps = sum(planned_steps(spec.config) or [])
+    if steps <= 1:
+        return 0
+    if seconds is None:
+        return CHECKPOINT_FALLBACK_STEPS if steps > CHECKPOINT_FALLBACK_STEPS else 0
+    if seconds < CHECKPOINT_AFTER_S:
+        return 0
+    return max(1, math.ceil(steps * CHECKPOINT_PERIOD_S / seconds))
+
+
+def _checkpoint_step(path: Path) -> int:
+    digits = "".join(c for c in path.stem if c.isdigit())
+    return int(digits) if path.stem.startswith("step") and digits else -1
+
+
+def resumable_checkpoint(folder: Path, identity: str) -> Path | None:
+    """The newest loadable checkpoint in ``folder`` written for the config ``identity``
+    (its hash, in ``folder/identity``); a folder of another config is removed."""
+    import shutil
+
+    import torch
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    stamp = folder / "identity"
+    if not stamp.exists() or stamp.read_text().strip() != identity:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    candidates = sorted(folder.glob("last*.ckpt"), key=lambda p: -p.stat().st_mtime)
+    candidates += sorted(folder.glob("step*.ckpt"), key=lambda p: -_checkpoint_step(p))
+    for path in candidates:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a checkpoint cut short by the kill: try an older one
+            continue
+        return path
+    return None
+
+
+def prepare_checkpoints(
+    config, record_file: Path, identity: str, every: int
+) -> tuple[Any, int | None]:
+    """(config with checkpoint_dir / checkpoint_every / resume_from set, the step resumed
+    from or None). Resumes from a checkpoint of the same config whatever ``every`` is."""
+    import torch
+
+    folder = checkpoint_dir(record_file)
+    resume = resumable_checkpoint(folder, identity)
+    step = None
+    changes: dict[str, Any] = {}
+    if resume is not None:
+        step = int(torch.load(resume, map_location="cpu", weights_only=True)["global_step"])
+        changes["resume_from"] = str(resume)
+    if every > 0 or resume is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "identity").write_text(identity + "\n")
+        changes["checkpoint_dir"] = str(folder)
+        changes["checkpoint_every"] = every if every > 0 else max(1, _largest_interval(folder))
+    return (config.replace(**changes) if changes else config), step
+
+
+def _largest_interval(folder: Path) -> int:
+    steps = sorted(s for s in (_checkpoint_step(p) for p in folder.glob("step*.ckpt")) if s > 0)
+    return steps[0] if steps else CHECKPOINT_FALLBACK_STEPS
+
+
+def remove_checkpoints(record_file: Path) -> None:
+    import shutil
+
+    shutil.rmtree(checkpoint_dir(record_file), ignore_errors=True)
+
+
+def make_loggers(
+    names: Iterable[str], spec: RunSpec, profile: str | None, outputs: Path, run_id: str | None
+) -> list[Any]:
+    """The Lightning loggers of ``names`` for one run (W&B: None-free only when enabled)."""
+    from .records import config_hash, git_commit
+
+    loggers: list[Any] = []
+    version = f"seed{spec.seed}"
+    where = f"{profile or 'adhoc'}/{spec.task}/{spec.row}"
+    for name in dict.fromkeys(names):
+        if name == "csv":
+            from lightning.pytorch.loggers import CSVLogger
+
+            loggers.append(CSVLogger(str(outputs / "logs"), name=where, version=version))
+        elif name == "tensorboard":
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(str(outputs / "logs"), name=where, version=version))
+        elif name == "wandb":
+            from bench_mlkan.baselines import BASELINES, load_baseline
+
+            from . import wandb_utils as W
+
+            spec_b = load_baseline(spec.baseline) if spec.baseline in BASELINES else {}
+            try:
+                logger = W.make_logger(
+                    project=W.default_project(),
+                    group=spec.task,
+                    name=f"{spec.row}-seed{spec.seed}",
+                    config=W.run_config(
+                        spec.config,
+                        baseline=spec.baseline,
+                        row=spec.row,
+                        variant=spec.variant,
+                        profile=profile,
+                        config_hash=config_hash(spec.config),
+                        git_commit=git_commit(),
+                        family=spec_b.get("family"),
+                        strategy=spec_b.get("strategy"),
+                    ),
+                    tags=[spec.task, spec.baseline, profile or "adhoc"],
+                    save_dir=str(home.wandb_root(outputs)),
+                    run_id=run_id,
+                    entity=W.default_entity(),
+                )
+                if logger is not None:
+                    _ = logger.experiment  # starts the run now: a W&B error is caught here
+                    loggers.append(logger)
+            except Exception as e:  # noqa: BLE001 - W&B must never break a run
+                print(f"warning: W&B off for {spec.label}: {type(e).__name__}: {e}",
+                      file=sys.stderr)  # fmt: skip
+        else:
+            raise UsageError(f"--logger {name}: unknown; known: {', '.join(LOGGERS)}")
+    return loggers
+
+
 def run_one(
-    spec: RunSpec, out: Path, profile: str | None = None, use_wandb: bool = False
+    spec: RunSpec,
+    out: Path,
+    profile: str | None = None,
+    options: RunOptions | None = None,
 ) -> dict[str, Any]:
     """Train ``spec`` and write its record to ``out`` (+ weights to ``out.with_suffix('.pt')``)
-    through ``records.write_record``; the returned record has ``_written`` (its path)."""
+    through ``records.write_record``; the returned record has ``_written`` (its path).
+
+    With ``options.checkpoint_every`` the run checkpoints into ``checkpoint_dir(out)`` and a
+    rerun resumes from there (the record says ``resumed_from_step``); the folder is removed
+    once an ok or diverged record is written (a failed run keeps it, so a retry resumes).
+    Loggers: ``options.loggers``; W&B runs get the bench's identity in their config, the
+    evaluations against work, the record's artifacts and their true status."""
     from bench_mlkan.config import RunConfig
     from bench_mlkan.engine import train
     from bench_mlkan.tasks import TASKS
 
+    options = options or RunOptions()
+    out = Path(out)
+    outputs = Path(options.outputs or home.outputs_root(home.default_results()))
     started = now()
     meta: dict[str, Any] = dict(
         task=spec.task, baseline=spec.baseline, seed=spec.seed, profile=profile,
         variant=spec.variant,
     )  # fmt: skip
-    logger = None
+    loggers: list[Any] = []
+    wandb_logger = None
+    link = None
     weights = None
+    resumed = None
     try:
         config = RunConfig.from_dict(spec.config)
         task = TASKS[config.task](**config.task_options)
-        if use_wandb:
-            from .wandb_utils import make_logger
+        if "wandb" in options.loggers:
+            from . import wandb_utils as W
 
-            logger = make_logger(
-                project=os.environ.get("WANDB_PROJECT", "bench-mlkan"),
-                group=spec.task,
-                name=f"{spec.row}-seed{spec.seed}",
-                config=spec.config,
-                tags=[spec.task, spec.baseline, profile or "adhoc"],
-                save_dir=os.environ.get("WANDB_DIR", "wandb"),
-            )
-        result = train(config, task=task, loggers=[logger] if logger else None)
+            if W.wandb_mode() != "disabled":
+                run_id = W.new_run_id()
+                link = W.run_link(W.default_project(), run_id, W.default_entity())
+        loggers = make_loggers(
+            options.loggers, spec, profile, outputs, link["id"] if link else None
+        )
+        wandb_logger = next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
+        callbacks = []
+        if wandb_logger is None:
+            link = None  # W&B disabled, or it failed to start (warned)
+        else:
+            from . import wandb_utils as W
+
+            callbacks.append(W.EvalLogger(wandb_logger))
+            if W.wandb_mode() == "online" and link is not None:
+                link = {**link, "url": wandb_logger.experiment.url or link["url"]}
+        config, resumed = prepare_checkpoints(
+            config, out, config_hash(spec.config), options.checkpoint_every
+        )
+        result = train(config, task=task, loggers=loggers or None, callbacks=callbacks)
+        result.config = spec.config  # the run's identity, without checkpoint settings
         record = make_record(result, task_description=task.describe(), started=started, **meta)
         weights = {"levels": result.level_states, "config": spec.config}
     except Exception:  # noqa: BLE001 - a broken run is recorded, the bench goes on
         record = failed_record(spec.config, traceback.format_exc(), started=started, **meta)
-    written = write_record(Path(out), record, weights)
-    if logger is not None:
-        from .wandb_utils import log_summary
-
-        log_summary(logger, record)
-        logger.experiment.finish()
+    if resumed is not None:
+        record["resumed_from_step"] = resumed
+    if link is not None:
+        record["wandb"] = link
+    written = write_record(out, record, weights)
+    if record["status"] != "failed":
+        remove_checkpoints(out)
+    if wandb_logger is not None:
+        _finish_wandb(wandb_logger, record, written, outputs)
+    for logger in loggers:
+        if logger is not wandb_logger:
+            with contextlib.suppress(Exception):
+                logger.finalize("success" if record["status"] == "ok" else "failed")
     return {**record, "_written": str(written)}
+
+
+def _finish_wandb(logger, record: dict[str, Any], written: Path, outputs: Path) -> None:
+    """Summary, artifacts (record, weights, plot) and the true status of a W&B run; a W&B
+    error is reported, never fatal (the record is already written)."""
+    from . import wandb_utils as W
+
+    try:
+        W.log_summary(logger, record)
+        name = f"{record['task']}-{record_row(record)}-{Path(written).stem}.png"
+        plot = W.plot_run(record, home.wandb_root(outputs) / "wandb" / "plots" / name)
+        W.log_run_artifacts(logger, record, written, [plot] if plot else [])
+    except Exception as e:  # noqa: BLE001
+        print(f"warning: W&B logging failed: {type(e).__name__}: {e}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(Exception):
+            W.finish(logger, record["status"])
 
 
 def main_metric(record: dict[str, Any]) -> tuple[str, float | None]:
@@ -440,19 +657,28 @@ def run_all(
     folder: Path,
     workers: int,
     profile: str | None,
-    use_wandb: bool = False,
+    options: RunOptions | None = None,
     gpus: list[str] | None = None,
     estimates: dict[str, float | None] | None = None,
+    checkpoint_policy: int | None = 0,
 ) -> list[dict[str, Any]]:
     """Run ``specs`` into one profile's ``folder``: in ``workers`` spawned processes (one per
     GPU in ``gpus``), or in this process when ``workers`` is 0. Prints a line per start and
-    per result (elapsed, ETA); returns the records (without histories)."""
+    per result (elapsed, ETA); returns the records (without histories).
+
+    ``checkpoint_policy``: steps between mid-run checkpoints, 0 none, None automatic from
+    the estimates (``checkpoint_every_for``)."""
     gpus = gpus or []
     n = len(gpus) if gpus else workers
-    progress = Progress([s.label for s in specs], estimates or {}, max(n, 1))
+    estimates = estimates or {}
+    options = options or RunOptions()
+    progress = Progress([s.label for s in specs], estimates, max(n, 1))
     records: list[dict[str, Any]] = []
-    by_label = {s.label: s for s in specs}
-    jobs = [(s, str(record_path(folder, s.task, s.row, s.seed)), profile, use_wandb) for s in specs]
+    jobs = []
+    for s in specs:
+        every = checkpoint_every_for(s, estimates.get(s.label), checkpoint_policy)
+        job_options = RunOptions(options.loggers, options.outputs, every)
+        jobs.append((s, str(record_path(folder, s.task, s.row, s.seed)), profile, job_options))
 
     def started(job: tuple, pid: int) -> None:
         progress.start(job[0].label)
@@ -482,7 +708,7 @@ def run_all(
     if n <= 0:
         for job in jobs:
             started(job, os.getpid())
-            done(job, run_one(by_label[job[0].label], Path(job[1]), profile, use_wandb), None)
+            done(job, run_one(job[0], Path(job[1]), profile, job[3]), None)
         return records
     threads = max(1, (os.cpu_count() or 1) // n)
     pool = WorkerPool(min(n, len(jobs)), gpus, threads)
@@ -567,35 +793,86 @@ def _records(folder: Path) -> Iterator[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- CLI
+BENCH_EXAMPLES = """examples:
+  python -m bench_mlkan bench --profile smoke                  # seconds: every code path
+  python -m bench_mlkan bench --profile quick --tasks burgers_1d --baselines kan_multilevel \\
+      mlp_small --workers 2 --set task_options.size=small       # one experiment, smaller grid
+  WANDB_PROJECT=mine python -m bench_mlkan bench --profile quick --wandb --logger csv
+
+exit codes: 0 all ok; 1 a run failed or diverged; 2 bad input or locked folder;
+128 + signal when interrupted (rerun the same command to resume)"""
+
+RUN_EXAMPLES = """examples:
+  python -m bench_mlkan run --task regression_rotated --baseline kan_multilevel --seed 1 \\
+      --out r.json
+  python -m bench_mlkan run --task burgers_1d_standard --baseline mlp_small --seed 1234 \\
+      --set task_options.size=tiny schedule=[50] --out b.json --logger csv
+  python -m bench_mlkan run --plugin ./my_task.py --task my_task --baseline my_recipe \\
+      --seed 1 --out m.json
+
+exit codes: 0 ok; 1 failed or diverged; 2 bad input"""
+
+
+def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
+    """``--plugin NAME`` (repeatable): a module or ``.py`` file imported before anything else
+    (``bench_mlkan.plugins``); worker processes import it too."""
+    parser.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a module or .py file that registers tasks, models or baselines, imported here "
+        "and in every worker (repeatable)",
+    )
+
+
+def add_logger_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logger",
+        dest="loggers",
+        action="append",
+        default=[],
+        choices=LOGGERS,
+        help="Lightning logger per run (repeatable): csv / tensorboard into <outputs>/logs/, "
+        "wandb as --wandb (tensorboard needs `pip install tensorboard`)",
+    )
+
+
 def _parser_bench() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench_mlkan bench",
         description=__doc__.split("\n\n")[0],
-        epilog="exit codes: 0 all ok; 1 a run failed or diverged; 2 bad input or locked folder",
+        epilog=BENCH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--profile", default="quick", help="smoke | quick | paper | path to a JSON profile"
+        "--profile",
+        default="quick",
+        help="smoke | quick | paper | a path to a JSON profile (default: quick)",
     )
-    parser.add_argument("--tasks", nargs="+", help="only these tasks")
-    parser.add_argument("--baselines", nargs="+", help="only these baselines")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks")
+    parser.add_argument("--baselines", nargs="+", metavar="BASELINE", help="only these baselines")
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="worker processes (default: the profile's; 0 = in this process, no isolation)",
+        help="worker processes (default: the profile's; 0 = in this process, no isolation; "
+        "with GPUs: one per visible GPU)",
     )
     parser.add_argument(
         "--results",
         type=Path,
-        default=DEFAULT_RESULTS,
-        help="records root; runs go to <results>/<profile>/ (default: runs/results)",
+        default=None,
+        help="records root; runs go to <results>/<profile>/ (default: runs/results under "
+        "$BENCH_MLKAN_HOME or the current directory)",
     )
     parser.add_argument(
         "--leaderboards",
         type=Path,
         default=None,
-        help="tables root; <leaderboards>/<profile>/ (default: runs/leaderboards for the default "
-        "results, else the results root's parent)",
+        help="tables root; <leaderboards>/<profile>/ (default: runs/leaderboards beside the "
+        "default results, else the results root's parent)",
     )
     parser.add_argument(
         "--reference",
@@ -609,11 +886,27 @@ def _parser_bench() -> argparse.ArgumentParser:
         default=COMPARE_TOL,
         help=f"'same' when ours / reference is within 1 +- this (default {COMPARE_TOL})",
     )
-    parser.add_argument("--tuned", action="store_true", help="use baselines/<b>/tuned/<task>.json")
     parser.add_argument(
-        "--wandb", action="store_true", help="log every run to W&B (offline without a key)"
+        "--tuned", action="store_true", help="use baselines/<b>/tuned/<task>.json on top"
     )
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log every run to W&B ($WANDB_PROJECT, $WANDB_ENTITY; offline without an API "
+        "key, into <outputs>/wandb) and publish per-task leaderboard tables at the end",
+    )
+    add_logger_argument(parser)
     add_set_argument(parser)
+    add_plugin_argument(parser)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_checkpoint_policy,
+        default=None,
+        metavar="STEPS|auto",
+        help="mid-run checkpoints into <record>.ckpt/ every STEPS steps (0: none; default "
+        f"auto: runs estimated at >= {CHECKPOINT_AFTER_S:.0f}s, about every "
+        f"{CHECKPOINT_PERIOD_S:.0f}s); a killed bench resumes from them when rerun",
+    )
     parser.add_argument(
         "--force", action="store_true", help="rerun every run, replacing ok records"
     )
@@ -631,6 +924,20 @@ def _parser_bench() -> argparse.ArgumentParser:
     return parser
 
 
+def _checkpoint_policy(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of steps or 'auto', got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def bench_main(argv: list[str]) -> int:
     args = _parser_bench().parse_args(argv)
     try:
@@ -642,7 +949,51 @@ def bench_main(argv: list[str]) -> int:
         return 2
 
 
+def load_user_plugins(names: list[str]) -> None:
+    """``plugins.load_plugins(names)`` (and installed entry points); UsageError naming a
+    plugin that fails to import."""
+    from .plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(names)
+    except PluginError as e:
+        raise UsageError(str(e)) from None
+
+
+def check_loggers(names: list[str]) -> None:
+    """UsageError for a logger whose package is missing (tensorboard)."""
+    if "tensorboard" in names:
+        import importlib.util
+
+        if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+            raise UsageError(
+                "--logger tensorboard: tensorboard is not installed (pip install tensorboard)"
+            )
+
+
+def config_warnings(specs: list[RunSpec]) -> list[str]:
+    """``RunConfig.warnings()`` of every run, each distinct one once, with the runs it
+    concerns (``"<warning> (<n> run(s): <labels>)"``)."""
+    from bench_mlkan.config import RunConfig
+
+    found: dict[str, list[str]] = {}
+    for s in specs:
+        for w in RunConfig.from_dict(s.config).warnings():
+            found.setdefault(w, []).append(s.label)
+    lines = []
+    for w, labels in found.items():
+        shown = ", ".join(labels[:3]) + (
+            f", ... ({len(labels) - 3} more)" if len(labels) > 3 else ""
+        )
+        lines.append(f"{w} ({len(labels)} run(s): {shown})")
+    return lines
+
+
 def _bench(args: argparse.Namespace) -> int:
+    load_user_plugins(args.plugins)
+    check_loggers(args.loggers)
+    if args.results is None:
+        args.results = home.default_results()
     profile = load_profile(args.profile)
     name = profile["name"]
     specs = expand(profile, args.tasks, args.baselines, args.tuned, parse_sets(args.set))
@@ -653,11 +1004,13 @@ def _bench(args: argparse.Namespace) -> int:
             for s in specs
         ]
     validate_specs(specs)
+    for line in config_warnings(specs):
+        print(f"warning: {line}", file=sys.stderr)
     folder = profile_dir(args.results, name)
     out_root = args.leaderboards
     if out_root is None:
-        default = Path(args.results).resolve() == DEFAULT_RESULTS.resolve()
-        out_root = DEFAULT_LEADERBOARDS if default else Path(args.results).resolve().parent
+        default = Path(args.results).resolve() == home.default_results().resolve()
+        out_root = home.default_leaderboards() if default else Path(args.results).resolve().parent
     workers = len(gpus) if gpus else (
         args.workers if args.workers is not None else int(profile.get("workers", 1))
     )  # fmt: skip
@@ -678,6 +1031,12 @@ def _bench(args: argparse.Namespace) -> int:
             f"another bench (pid {e.pid or '?'}) is writing {folder} (lock {e.path}); "
             "wait for it, or pass --wait-lock"
         ) from None
+
+
+def run_loggers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The loggers of ``--logger`` and ``--wandb`` (each once, in order)."""
+    names = list(args.loggers) + (["wandb"] if args.wandb else [])
+    return tuple(dict.fromkeys(names))
 
 
 def _dry_run(args, specs: list[RunSpec], folder: Path, workers: int) -> int:
@@ -740,10 +1099,14 @@ def _bench_locked(args, profile, specs, folder: Path, out_root: Path, workers, g
         for k, e in estimate_all(plan.todo, _estimate_sources(args, folder), False).items()
     }
     todo = sorted(plan.todo, key=lambda s: -(estimates.get(s.label) or 0.0))  # longest first
+    options = RunOptions(run_loggers(args), str(home.outputs_root(args.results)))
     t0 = time.perf_counter()
     try:
         with signals_raise():
-            records = run_all(todo, folder, workers, profile["name"], args.wandb, gpus, estimates)
+            records = run_all(
+                todo, folder, workers, profile["name"], options, gpus, estimates,
+                args.checkpoint_every,
+            )  # fmt: skip
     except (Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Interrupted) else int(signal.SIGINT)
         print(
@@ -766,6 +1129,8 @@ def _bench_locked(args, profile, specs, folder: Path, out_root: Path, workers, g
         print(f"  the failed rerun is in {r['_written']}; the ok record beside it was kept")
     if not args.no_render:
         render(Path(args.results), out_root, profile["name"])
+    if "wandb" in options.loggers:
+        publish_wandb(folder, profile["name"], home.outputs_root(args.results))
     reference = args.reference or SHIPPED_RESULTS / profile["name"]
     if Path(reference).resolve() != folder.resolve():
         if record_files(reference):
@@ -789,24 +1154,72 @@ def render(results: Path, out: Path | None, profile: str) -> None:
     print(f"leaderboards: {len(written)} files under {short_path(out)}")
 
 
-def run_main(argv: list[str]) -> int:
+def publish_wandb(folder: Path, profile: str, outputs: Path) -> None:
+    """Publish the profile's per-task leaderboard tables to W&B (never fatal)."""
+    from . import wandb_utils as W
+
+    if W.wandb_mode() == "disabled":
+        return
+    try:
+        link = W.publish_leaderboards(list(_records(folder)), profile, home.wandb_root(outputs))
+        if link is not None:
+            where = (
+                link["url"]
+                or f"{link['path']} (offline: wandb sync {home.wandb_root(outputs) / 'wandb'})"
+            )
+            print(f"W&B ({W.wandb_mode()}): leaderboard tables of {profile} in {where}")
+    except Exception as e:  # noqa: BLE001 - the local records and tables are the truth
+        print(f"warning: W&B leaderboard not published: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def _parser_run() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench_mlkan run", description=__doc__.split("\n\n")[-1]
+        prog="python -m bench_mlkan run",
+        description=__doc__.split("\n\n")[-1],
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--baseline", required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--task", required=True, help="task name (bench_mlkan.tasks.TASKS)")
+    parser.add_argument(
+        "--baseline", required=True, help="baseline name (a folder under baselines/)"
+    )
+    parser.add_argument("--seed", type=int, required=True, help="training seed")
     add_set_argument(parser)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--tuned", action="store_true")
-    parser.add_argument("--wandb", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="the record's path (weights: same name, .pt)"
+    )
+    parser.add_argument(
+        "--tuned", action="store_true", help="use baselines/<b>/tuned/<task>.json on top"
+    )
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log the run to W&B ($WANDB_PROJECT, $WANDB_ENTITY; offline without an API key, "
+        "into runs/wandb under $BENCH_MLKAN_HOME or the current directory)",
+    )
+    add_logger_argument(parser)
+    add_plugin_argument(parser)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_checkpoint_policy,
+        default=None,
+        metavar="STEPS|auto",
+        help="mid-run checkpoints into <out>.ckpt/ every STEPS steps (0: none; default auto: "
+        f"every {CHECKPOINT_FALLBACK_STEPS} steps of a longer run); a rerun resumes from them",
+    )
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_main(argv: list[str]) -> int:
+    args = _parser_run().parse_args(argv)
     from bench_mlkan.baselines import BASELINES, baseline_config
     from bench_mlkan.config import ConfigError
 
     label = f"{args.task}/{args.baseline}/seed{args.seed}"
     try:
+        load_user_plugins(args.plugins)
+        check_loggers(args.loggers)
         if args.baseline not in BASELINES:
             raise UsageError(
                 f"unknown baseline {args.baseline!r}; known: {', '.join(sorted(BASELINES))}"
@@ -825,7 +1238,11 @@ def run_main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     spec = RunSpec(args.task, args.baseline, args.seed, config.to_dict())
-    record = run_one(spec, args.out, None, args.wandb)
+    for line in config_warnings([spec]):
+        print(f"warning: {line}", file=sys.stderr)
+    every = checkpoint_every_for(spec, None, args.checkpoint_every)
+    outputs = str(home.outputs_root(home.default_results()))
+    record = run_one(spec, args.out, None, RunOptions(run_loggers(args), outputs, every))
     print(outcome(record))
     return 0 if record["status"] == "ok" else 1
 

@@ -1,8 +1,9 @@
 """Worker processes of the bench: spawned, one run at a time, deaths noticed at once.
 
 ``pool = WorkerPool(size, gpus, threads); pool.start(); pool.run(jobs, on_start, on_done,
-on_idle)`` hands each job ``(RunSpec, record path, profile, use_wandb)`` to a free worker
-(``bench.run_one`` there) and waits on every busy worker's pipe *and* process sentinel
+on_idle)`` hands each job ``(RunSpec, record path, profile, RunOptions)`` to a free worker
+(``bench.run_one`` there; a worker first imports the plugins of ``$BENCH_MLKAN_PLUGINS``)
+and waits on every busy worker's pipe *and* process sentinel
 (``multiprocessing.connection.wait``, 1 s timeout), so a worker that dies - a signal,
 the out-of-memory killer, a segfault, ``os._exit`` - is seen within a second:
 ``on_done(job, None, error)`` gets an error whose last line names the cause
@@ -73,7 +74,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _worker_main(conn, gpu: str | None, threads: int, parent_pid: int) -> None:
-    """A worker process: receive (spec, path, profile, use_wandb), run, send the record."""
+    """A worker process: import the parent's plugins, then receive (spec, path, profile,
+    options), run, send the record."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench handles Ctrl-C and kills us
@@ -81,6 +83,9 @@ def _worker_main(conn, gpu: str | None, threads: int, parent_pid: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    from .plugins import load_plugins_from_env
+
+    load_plugins_from_env()  # the parent's --plugin modules register tasks, models, baselines
     while True:
         try:
             job = conn.recv()
@@ -90,8 +95,8 @@ def _worker_main(conn, gpu: str | None, threads: int, parent_pid: int) -> None:
             return
         from .bench import run_one
 
-        spec, path, profile, use_wandb = job
-        record = run_one(spec, Path(path), profile, use_wandb)
+        spec, path, profile, options = job
+        record = run_one(spec, Path(path), profile, options)
         conn.send({k: v for k, v in record.items() if k not in ("history", "eval_history")})
 
 
