@@ -42,7 +42,7 @@ from . import cache_files, kernels_c
 from .kernels import derivative_tables
 from .splines import Grid
 
-VERSION = 10
+VERSION = 11
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -55,6 +55,7 @@ _C_HEADER = r"""#include <math.h>
 #define KMAX 6         /* K1 = degree + 1 <= KMAX */
 #define RMAX 10        /* output rows 1 + D + M <= RMAX */
 #define PAR_WORK 32768 /* multiply-adds below which a call runs on one thread */
+#define BLOCK_INPUTS 64 /* inputs (rows x P) prepared together */
 """
 
 _C_TEMPLATE = r"""
@@ -70,136 +71,143 @@ typedef struct {
   @T@ lo, hi, h;
 } jargs_@SUF@;
 
-/* per-thread scratch for one batch row, laid out over the P inputs (SoA) */
+/* per-thread scratch for a block of L batch rows b0 .. b0 + L - 1, laid out over the
+   flattened inputs i = (b - b0) P + p < PB = L P (SoA: prep and input gradients vectorise
+   over i whatever P) */
 typedef struct {
-  int64_t* base; /* (P) (p (n + k) + cell) Q */
-  @T@* s;        /* (P) position in the cell */
-  @T@* du;       /* (P) d u / d x: 1 / h inside [lo, hi] (ends included), else 0 */
-  @T@* c;        /* (R, P) multipliers X[k, b, p] du[p] */
-  @T@* w;        /* (4, K1, P) w^d_r */
-  @T@* a;        /* (R1, K1, P) row coefficients */
-  @T@* dot;      /* (R1, K1, P) G[k, b, :] . T[base + r Q + :] */
-  @T@* sums;     /* (3, R1, P) sum_r w^1, w^2, w^3 times dot */
+  int64_t PB;
+  int64_t* poff; /* (PB) p (n + k) Q of input i */
+  int64_t* base; /* (PB) (p (n + k) + cell) Q */
+  @T@* s;        /* (PB) position in the cell */
+  @T@* du;       /* (PB) d u / d x: 1 / h inside [lo, hi] (ends included), else 0 */
+  @T@* c;        /* (R, PB) multipliers X[k, b, p] du */
+  @T@* w;        /* (4, K1, PB) w^d_r */
+  @T@* a;        /* (R1, K1, PB) row coefficients */
+  @T@* dot;      /* (R1, K1, PB) G[k, b, :] . T[base + r Q + :] */
+  @T@* sums;     /* (3, R1, PB) sum_r w^1, w^2, w^3 times dot */
   @T@* tg;       /* (K1, P) one gathered coefficient column */
 } jscratch_@SUF@;
 
-/* cells, weights of orders 0 .. orders-1 and coefficients a of every input of row b */
-INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t K1, int orders,
+/* cells, weights of orders 0 .. orders-1 and coefficients of the block's inputs */
+INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int orders,
                         jscratch_@SUF@* S) {
-  const int64_t N = A->N, P = A->P, n = A->n, Q = A->Q, D = A->D, M = A->M;
-  const int64_t nb = n + K1 - 1, TS = K1 * K1 + 2 * K1;
-  const @T@* xb = A->x + b * P;
+  const int64_t N = A->N, P = A->P, n = A->n, Q = A->Q, D = A->D, M = A->M, PB = S->PB;
+  const int64_t TS = K1 * K1 + 2 * K1;
+  const @T@* xb = A->x + b0 * P;
   const @T@ top = (@T@)(n - 1), lo = A->lo, hi = A->hi, h = A->h, inv = (@T@)1 / A->h;
 #pragma omp simd
-  for (int64_t p = 0; p < P; ++p) {
-    const @T@ x = xb[p];
+  for (int64_t i = 0; i < PB; ++i) {
+    const @T@ x = xb[i];
     const @T@ xc = x < lo ? lo : (x > hi ? hi : x); /* as torch.clamp (NaN stays NaN) */
     const @T@ u = (xc - lo) / h;                    /* as kernels.spline_contract */
     @T@ f = floor(u);
     f = f >= (@T@)0 ? f : (@T@)0; /* NaN -> 0 */
     f = f > top ? top : f;
-    S->s[p] = u - f;
-    S->base[p] = (p * nb + (int64_t)f) * Q;
-    S->du[p] = x >= lo && x <= hi ? inv : (@T@)0;
+    S->s[i] = u - f;
+    S->base[i] = S->poff[i] + (int64_t)f * Q;
+    S->du[i] = x >= lo && x <= hi ? inv : (@T@)0;
   }
   for (int64_t k = 0; k < D + M; ++k) {
-    const @T@* Xk = A->X + (k * N + b) * P;
-    @T@* ck = S->c + k * P;
+    const @T@* Xk = A->X + (k * N + b0) * P;
+    @T@* ck = S->c + k * PB;
 #pragma omp simd
-    for (int64_t p = 0; p < P; ++p) ck[p] = Xk[p] * S->du[p];
+    for (int64_t i = 0; i < PB; ++i) ck[i] = Xk[i] * S->du[i];
   }
   for (int d = 0; d < orders; ++d) {
     const @T@* poly = A->tables + d * TS;
     const @T@* sign = poly + K1 * K1;
     const @T@* shift = sign + K1;
     for (int64_t r = 0; r < K1; ++r) {
-      @T@* wr = S->w + (d * K1 + r) * P;
+      @T@* wr = S->w + (d * K1 + r) * PB;
       const @T@ sg = sign[r], sh = shift[r];
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) {
-        const @T@ z = sh + sg * S->s[p];
+      for (int64_t i = 0; i < PB; ++i) {
+        const @T@ z = sh + sg * S->s[i];
         @T@ acc = poly[(K1 - 1) * K1 + r];
         for (int64_t m = K1 - 2; m >= 0; --m) acc = acc * z + poly[m * K1 + r];
-        wr[p] = acc;
+        wr[i] = acc;
       }
     }
   }
   for (int64_t r = 0; r < K1; ++r) {
-    const @T@* w0 = S->w + r * P;
-    const @T@* w1 = S->w + (K1 + r) * P;
-    const @T@* w2 = S->w + (2 * K1 + r) * P;
-    @T@* a0 = S->a + r * P;
+    const @T@* w0 = S->w + r * PB;
+    const @T@* w1 = S->w + (K1 + r) * PB;
+    const @T@* w2 = S->w + (2 * K1 + r) * PB;
+    @T@* a0 = S->a + r * PB;
 #pragma omp simd
-    for (int64_t p = 0; p < P; ++p) a0[p] = w0[p];
-    for (int64_t i = 0; i < D; ++i) {
-      const @T@* ci = S->c + i * P;
-      @T@* ai = S->a + ((1 + i) * K1 + r) * P;
+    for (int64_t i = 0; i < PB; ++i) a0[i] = w0[i];
+    for (int64_t j = 0; j < D; ++j) {
+      const @T@* cj = S->c + j * PB;
+      @T@* aj = S->a + ((1 + j) * K1 + r) * PB;
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) ai[p] = ci[p] * w1[p];
+      for (int64_t i = 0; i < PB; ++i) aj[i] = cj[i] * w1[i];
     }
     for (int64_t m = 0; m < M; ++m) {
-      const @T@* cm = S->c + (D + m) * P;
-      const @T@* ca = S->c + A->pi[m] * P;
-      const @T@* cb = S->c + A->pj[m] * P;
-      @T@* am = S->a + ((1 + D + m) * K1 + r) * P;
+      const @T@* cm = S->c + (D + m) * PB;
+      const @T@* ca = S->c + A->pi[m] * PB;
+      const @T@* cb = S->c + A->pj[m] * PB;
+      @T@* am = S->a + ((1 + D + m) * K1 + r) * PB;
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) am[p] = cm[p] * w1[p] + ca[p] * cb[p] * w2[p];
+      for (int64_t i = 0; i < PB; ++i) am[i] = cm[i] * w1[i] + ca[i] * cb[i] * w2[i];
     }
   }
 }
 
-/* Y[k, b, :] = sum_{p, r} a[k, r, p] T[base[p] + r Q + :]: full blocks of VL outputs with
-   R1 vector accumulators; the last Q % VL outputs one column at a time, vectorised over p
-   (the coefficient rows gathered) */
-INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
+/* Y[k, b, :] = sum_{p, r} a[k, r, p] T[base[p] + r Q + :] for row b (inputs off + p of the
+   block): full blocks of VL outputs with R1 vector accumulators; the last Q % VL outputs one
+   column at a time over the gathered coefficient rows */
+INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const int64_t R1,
                             const jscratch_@SUF@* S) {
-  const int64_t Q = A->Q, N = A->N, P = A->P, K1 = A->K1, VL = VL_@SUF@;
-  const int64_t qfull = Q - Q % VL, KP = K1 * P;
+  const int64_t Q = A->Q, N = A->N, P = A->P, K1 = A->K1, VL = VL_@SUF@, PB = S->PB;
+  const int64_t qfull = Q - Q % VL, KPB = K1 * PB;
+  const int64_t* base = S->base + off;
   for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
     jvec_@SUF@ acc[RMAX];
     for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
     for (int64_t p = 0; p < P; ++p) {
-      const @T@* tb = A->tab + S->base[p] + q0;
+      const @T@* tb = A->tab + base[p] + q0;
       for (int64_t r = 0; r < K1; ++r) {
         const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + r * Q);
-        const @T@* a = S->a + r * P + p;
-        for (int64_t k = 0; k < R1; ++k) acc[k] += a[k * KP] * t;
+        const @T@* a = S->a + r * PB + off + p;
+        for (int64_t k = 0; k < R1; ++k) acc[k] += a[k * KPB] * t;
       }
     }
     for (int64_t k = 0; k < R1; ++k) *(jvec_@SUF@*)(A->Y + (k * N + b) * Q + q0) = acc[k];
   }
   for (int64_t q = qfull; q < Q; ++q) {
-    @T@* tg = S->tg; /* (K1, P): T[base[p] + r Q + q] */
-    for (int64_t r = 0; r < K1; ++r) {
-      const @T@* col = A->tab + r * Q + q;
-      for (int64_t p = 0; p < P; ++p) tg[r * P + p] = col[S->base[p]];
-    }
+    @T@* tg = S->tg;
+    for (int64_t r = 0; r < K1; ++r)
+      for (int64_t p = 0; p < P; ++p) tg[r * P + p] = A->tab[base[p] + r * Q + q];
     for (int64_t k = 0; k < R1; ++k) {
-      const @T@* a = S->a + k * KP;
       @T@ s = 0;
+      for (int64_t r = 0; r < K1; ++r) {
+        const @T@* a = S->a + (k * K1 + r) * PB + off;
+        const @T@* t = tg + r * P;
 #pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < KP; ++i) s += a[i] * tg[i];
+        for (int64_t p = 0; p < P; ++p) s += a[p] * t[p];
+      }
       A->Y[(k * N + b) * Q + q] = s;
     }
   }
 }
 
 /* dot[k, r, p] = G[k, b, :] . T[base[p] + r Q + :] and
-   gtab[base[p] + r Q + :] += sum_k a[k, r, p] G[k, b, :]: full blocks per coefficient row
-   (R1 partial dots in registers), the last Q % VL columns vectorised over p */
-INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
+   gtab[base[p] + r Q + :] += sum_k a[k, r, p] G[k, b, :] for row b: full blocks per
+   coefficient row (R1 partial dots in registers), the last Q % VL columns over p */
+INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const int64_t R1,
                             jscratch_@SUF@* S, @T@* gtab, int dots) {
-  const int64_t Q = A->Q, NQ = A->N * A->Q, P = A->P, K1 = A->K1, VL = VL_@SUF@;
-  const int64_t qfull = Q - Q % VL, KP = K1 * P;
+  const int64_t Q = A->Q, NQ = A->N * A->Q, P = A->P, K1 = A->K1, VL = VL_@SUF@, PB = S->PB;
+  const int64_t qfull = Q - Q % VL, KPB = K1 * PB;
+  const int64_t* base = S->base + off;
   const @T@* Gk[RMAX]; /* cotangent row k at batch row b */
   Gk[0] = A->G + b * Q;
   for (int64_t k = 1; k < R1; ++k) Gk[k] = A->Gr + (k - 1) * NQ + b * Q;
   if (qfull)
     for (int64_t p = 0; p < P; ++p) {
       for (int64_t r = 0; r < K1; ++r) {
-        const @T@* tr = A->tab + S->base[p] + r * Q;
-        const @T@* a = S->a + r * P + p;
-        @T@* o = gtab ? gtab + S->base[p] + r * Q : 0;
+        const @T@* tr = A->tab + base[p] + r * Q;
+        const @T@* a = S->a + r * PB + off + p;
+        @T@* o = gtab ? gtab + base[p] + r * Q : 0;
         jvec_@SUF@ acc[RMAX];
         for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
         for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
@@ -208,151 +216,158 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t R1,
           for (int64_t k = 0; k < R1; ++k) {
             const jvec_@SUF@ gk = *(const jvec_@SUF@*)(Gk[k] + q0);
             acc[k] += gk * t;
-            v += a[k * KP] * gk;
+            v += a[k * KPB] * gk;
           }
           if (o) *(jvec_@SUF@*)(o + q0) = v;
         }
         if (dots) {
-          @T@* d = S->dot + r * P + p;
+          @T@* d = S->dot + r * PB + off + p;
           for (int64_t k = 0; k < R1; ++k) {
             @T@ t = 0;
             for (int64_t j = 0; j < VL; ++j) t += acc[k][j];
-            d[k * KP] = t;
+            d[k * KPB] = t;
           }
         }
       }
     }
   else if (dots)
-    for (int64_t i = 0; i < R1 * KP; ++i) S->dot[i] = 0;
-  for (int64_t q = qfull; q < Q; ++q) {
+    for (int64_t k = 0; k < R1; ++k)
+      for (int64_t r = 0; r < K1; ++r) {
+        @T@* d = S->dot + (k * K1 + r) * PB + off;
+        for (int64_t p = 0; p < P; ++p) d[p] = 0;
+      }
+  for (int64_t q = qfull; q < Q; ++q) { /* the last columns: vectorised over p */
     @T@* tg = S->tg; /* (K1, P): T[base[p] + r Q + q], then sum_k a[k, r, p] G[k, b, q] */
     if (dots) {
-      for (int64_t r = 0; r < K1; ++r) {
-        const @T@* col = A->tab + r * Q + q;
-        for (int64_t p = 0; p < P; ++p) tg[r * P + p] = col[S->base[p]];
-      }
+      for (int64_t r = 0; r < K1; ++r)
+        for (int64_t p = 0; p < P; ++p) tg[r * P + p] = A->tab[base[p] + r * Q + q];
       for (int64_t k = 0; k < R1; ++k) {
-        @T@* d = S->dot + k * KP;
         const @T@ gk = Gk[k][q];
+        for (int64_t r = 0; r < K1; ++r) {
+          @T@* d = S->dot + (k * K1 + r) * PB + off;
+          const @T@* t = tg + r * P;
 #pragma omp simd
-        for (int64_t i = 0; i < KP; ++i) d[i] += gk * tg[i];
+          for (int64_t p = 0; p < P; ++p) d[p] += gk * t[p];
+        }
       }
     }
     if (gtab) {
-#pragma omp simd
-      for (int64_t i = 0; i < KP; ++i) tg[i] = 0;
+      for (int64_t i = 0; i < K1 * P; ++i) tg[i] = 0;
       for (int64_t k = 0; k < R1; ++k) {
-        const @T@* a = S->a + k * KP;
         const @T@ gk = Gk[k][q];
+        for (int64_t r = 0; r < K1; ++r) {
+          const @T@* a = S->a + (k * K1 + r) * PB + off;
+          @T@* v = tg + r * P;
 #pragma omp simd
-        for (int64_t i = 0; i < KP; ++i) tg[i] += a[i] * gk;
+          for (int64_t p = 0; p < P; ++p) v[p] += a[p] * gk;
+        }
       }
-      for (int64_t r = 0; r < K1; ++r) {
-        @T@* ocol = gtab + r * Q + q;
-        for (int64_t p = 0; p < P; ++p) ocol[S->base[p]] += tg[r * P + p]; /* rows differ */
-      }
+      for (int64_t r = 0; r < K1; ++r)
+        for (int64_t p = 0; p < P; ++p) gtab[base[p] + r * Q + q] += tg[r * P + p];
     }
   }
 }
 
-/* gu, gC of row b from the dots (closed form, see the module docstring) */
-INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b, const int64_t K1,
+/* grad x and grad X of the block's inputs from the dots (closed form, module docstring) */
+INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1,
                               const jscratch_@SUF@* S) {
-  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R1 = 1 + D + M, KP = K1 * P;
+  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R1 = 1 + D + M, PB = S->PB;
+  const int64_t KPB = K1 * PB;
   @T@* S1 = S->sums;
-  @T@* S2 = S1 + R1 * P;
-  @T@* S3 = S2 + R1 * P;
+  @T@* S2 = S1 + R1 * PB;
+  @T@* S3 = S2 + R1 * PB;
   for (int64_t k = 0; k < R1; ++k) {
-    @T@* s1 = S1 + k * P;
-    @T@* s2 = S2 + k * P;
-    @T@* s3 = S3 + k * P;
-    const @T@* dk = S->dot + k * KP;
+    @T@* s1 = S1 + k * PB;
+    @T@* s2 = S2 + k * PB;
+    @T@* s3 = S3 + k * PB;
+    const @T@* dk = S->dot + k * KPB;
 #pragma omp simd
-    for (int64_t p = 0; p < P; ++p) s1[p] = 0, s2[p] = 0, s3[p] = 0;
+    for (int64_t i = 0; i < PB; ++i) s1[i] = 0, s2[i] = 0, s3[i] = 0;
     for (int64_t r = 0; r < K1; ++r) {
-      const @T@* w1 = S->w + (K1 + r) * P;
-      const @T@* w2 = S->w + (2 * K1 + r) * P;
-      const @T@* w3 = S->w + (3 * K1 + r) * P;
-      const @T@* d = dk + r * P;
+      const @T@* w1 = S->w + (K1 + r) * PB;
+      const @T@* w2 = S->w + (2 * K1 + r) * PB;
+      const @T@* w3 = S->w + (3 * K1 + r) * PB;
+      const @T@* d = dk + r * PB;
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) {
-        s1[p] += w1[p] * d[p];
-        s2[p] += w2[p] * d[p];
-        s3[p] += w3[p] * d[p];
+      for (int64_t i = 0; i < PB; ++i) {
+        s1[i] += w1[i] * d[i];
+        s2[i] += w2[i] * d[i];
+        s3[i] += w3[i] * d[i];
       }
     }
   }
   if (A->gx) {
-    @T@* g = A->gx + b * P;
+    @T@* g = A->gx + b0 * P;
 #pragma omp simd
-    for (int64_t p = 0; p < P; ++p) g[p] = S1[p];
-    for (int64_t i = 0; i < D; ++i) {
-      const @T@* ci = S->c + i * P;
-      const @T@* s2 = S2 + (1 + i) * P;
+    for (int64_t i = 0; i < PB; ++i) g[i] = S1[i];
+    for (int64_t j = 0; j < D; ++j) {
+      const @T@* cj = S->c + j * PB;
+      const @T@* s2 = S2 + (1 + j) * PB;
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) g[p] += ci[p] * s2[p];
+      for (int64_t i = 0; i < PB; ++i) g[i] += cj[i] * s2[i];
     }
     for (int64_t m = 0; m < M; ++m) {
-      const @T@* cm = S->c + (D + m) * P;
-      const @T@* ca = S->c + A->pi[m] * P;
-      const @T@* cb = S->c + A->pj[m] * P;
-      const @T@* s2 = S2 + (1 + D + m) * P;
-      const @T@* s3 = S3 + (1 + D + m) * P;
+      const @T@* cm = S->c + (D + m) * PB;
+      const @T@* ca = S->c + A->pi[m] * PB;
+      const @T@* cb = S->c + A->pj[m] * PB;
+      const @T@* s2 = S2 + (1 + D + m) * PB;
+      const @T@* s3 = S3 + (1 + D + m) * PB;
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) g[p] += cm[p] * s2[p] + ca[p] * cb[p] * s3[p];
+      for (int64_t i = 0; i < PB; ++i) g[i] += cm[i] * s2[i] + ca[i] * cb[i] * s3[i];
     }
 #pragma omp simd
-    for (int64_t p = 0; p < P; ++p) g[p] *= S->du[p];
+    for (int64_t i = 0; i < PB; ++i) g[i] *= S->du[i];
   }
   if (A->gX) {
-    for (int64_t i = 0; i < D; ++i) {
-      @T@* g = A->gX + (i * N + b) * P;
-      const @T@* s1 = S1 + (1 + i) * P;
+    for (int64_t j = 0; j < D; ++j) {
+      @T@* g = A->gX + (j * N + b0) * P;
+      const @T@* s1 = S1 + (1 + j) * PB;
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) g[p] = s1[p];
+      for (int64_t i = 0; i < PB; ++i) g[i] = s1[i];
       for (int64_t m = 0; m < M; ++m) {
-        const @T@* s2 = S2 + (1 + D + m) * P;
-        if (A->pi[m] == i) {
-          const @T@* cb = S->c + A->pj[m] * P;
+        const @T@* s2 = S2 + (1 + D + m) * PB;
+        if (A->pi[m] == j) {
+          const @T@* cb = S->c + A->pj[m] * PB;
 #pragma omp simd
-          for (int64_t p = 0; p < P; ++p) g[p] += cb[p] * s2[p];
+          for (int64_t i = 0; i < PB; ++i) g[i] += cb[i] * s2[i];
         }
-        if (A->pj[m] == i) {
-          const @T@* ca = S->c + A->pi[m] * P;
+        if (A->pj[m] == j) {
+          const @T@* ca = S->c + A->pi[m] * PB;
 #pragma omp simd
-          for (int64_t p = 0; p < P; ++p) g[p] += ca[p] * s2[p];
+          for (int64_t i = 0; i < PB; ++i) g[i] += ca[i] * s2[i];
         }
       }
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) g[p] *= S->du[p];
+      for (int64_t i = 0; i < PB; ++i) g[i] *= S->du[i];
     }
     for (int64_t m = 0; m < M; ++m) {
-      @T@* g = A->gX + ((D + m) * N + b) * P;
-      const @T@* s1 = S1 + (1 + D + m) * P;
+      @T@* g = A->gX + ((D + m) * N + b0) * P;
+      const @T@* s1 = S1 + (1 + D + m) * PB;
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) g[p] = s1[p] * S->du[p];
+      for (int64_t i = 0; i < PB; ++i) g[i] = s1[i] * S->du[i];
     }
   }
 }
 
-/* specialisations: prep on K1 (1..KMAX), the gemms on R1 (2..RMAX) */
+/* specialisations: prep and input gradients on K1 (1..KMAX), the gemms on R1 (2..RMAX) */
 #define JK_@SUF@(K)                                                                 \
-  static void jprep_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b, int o,              \
-                                 jscratch_@SUF@* S) { jprep_@SUF@(A, b, K, o, S); }   \
-  static void jin_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b,                       \
-                               jscratch_@SUF@* S) { jbwd_inputs_@SUF@(A, b, K, S); }
+  static void jprep_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b0, int o,             \
+                                 jscratch_@SUF@* S) { jprep_@SUF@(A, b0, K, o, S); }  \
+  static void jin_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b0,                      \
+                               jscratch_@SUF@* S) { jbwd_inputs_@SUF@(A, b0, K, S); }
 JK_@SUF@(1) JK_@SUF@(2) JK_@SUF@(3) JK_@SUF@(4) JK_@SUF@(5) JK_@SUF@(6)
-#define JR_@SUF@(R)                                                                 \
-  static void jfg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, jscratch_@SUF@* S) {  \
-    jfwd_gemm_@SUF@(A, b, R, S); }                                                  \
-  static void jbg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, jscratch_@SUF@* S,    \
-                               @T@* gt, int d) { jbwd_gemm_@SUF@(A, b, R, S, gt, d); }
+#define JR_@SUF@(R)                                                                       \
+  static void jfg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off,                \
+                               jscratch_@SUF@* S) { jfwd_gemm_@SUF@(A, b, off, R, S); }     \
+  static void jbg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off,                \
+                               jscratch_@SUF@* S, @T@* gt, int d) {                         \
+    jbwd_gemm_@SUF@(A, b, off, R, S, gt, d); }
 JR_@SUF@(2) JR_@SUF@(3) JR_@SUF@(4) JR_@SUF@(5) JR_@SUF@(6) JR_@SUF@(7) JR_@SUF@(8)
 JR_@SUF@(9) JR_@SUF@(10)
 typedef void (*jprep_t_@SUF@)(const jargs_@SUF@*, int64_t, int, jscratch_@SUF@*);
 typedef void (*jin_t_@SUF@)(const jargs_@SUF@*, int64_t, jscratch_@SUF@*);
-typedef void (*jfg_t_@SUF@)(const jargs_@SUF@*, int64_t, jscratch_@SUF@*);
-typedef void (*jbg_t_@SUF@)(const jargs_@SUF@*, int64_t, jscratch_@SUF@*, @T@*, int);
+typedef void (*jfg_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*);
+typedef void (*jbg_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*, @T@*, int);
 static const jprep_t_@SUF@ JPREP_@SUF@[KMAX + 1] = {0, jprep_k1_@SUF@, jprep_k2_@SUF@,
     jprep_k3_@SUF@, jprep_k4_@SUF@, jprep_k5_@SUF@, jprep_k6_@SUF@};
 static const jin_t_@SUF@ JIN_@SUF@[KMAX + 1] = {0, jin_k1_@SUF@, jin_k2_@SUF@, jin_k3_@SUF@,
@@ -364,22 +379,29 @@ static const jbg_t_@SUF@ JBG_@SUF@[RMAX + 1] = {0, 0, jbg_r2_@SUF@, jbg_r3_@SUF@
     jbg_r4_@SUF@, jbg_r5_@SUF@, jbg_r6_@SUF@, jbg_r7_@SUF@, jbg_r8_@SUF@, jbg_r9_@SUF@,
     jbg_r10_@SUF@};
 
-static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, jscratch_@SUF@* S, void** mem) {
-  const int64_t P = A->P, KP = A->P * A->K1, R1 = 1 + A->D + A->M;
-  const size_t bytes = sizeof(int64_t) * P + sizeof(@T@) * (P * (2 + R1) + 5 * KP + 2 * R1 * KP
-                                                              + 3 * R1 * P);
+/* scratch for blocks of L rows (L P ~ BLOCK_INPUTS inputs) */
+static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, int64_t L, jscratch_@SUF@* S,
+                                 void** mem) {
+  const int64_t P = A->P, K1 = A->K1, R1 = 1 + A->D + A->M, PB = L * P, KPB = K1 * PB;
+  const size_t bytes = 2 * sizeof(int64_t) * PB
+                       + sizeof(@T@) * (PB * (1 + R1) + 4 * KPB + 2 * R1 * KPB + 3 * R1 * PB
+                                        + K1 * P);
   char* m = (char*)malloc(bytes);
   if (!m) abort();
   *mem = m;
-  S->base = (int64_t*)m;
-  S->s = (@T@*)(m + sizeof(int64_t) * P);
-  S->du = S->s + P;
-  S->c = S->du + P;
-  S->w = S->c + (R1 - 1) * P;
-  S->a = S->w + 4 * KP;
-  S->dot = S->a + R1 * KP;
-  S->sums = S->dot + R1 * KP;
-  S->tg = S->sums + 3 * R1 * P;
+  S->PB = PB;
+  S->poff = (int64_t*)m;
+  S->base = S->poff + PB;
+  S->s = (@T@*)(S->base + PB);
+  S->du = S->s + PB;
+  S->c = S->du + PB;
+  S->w = S->c + (R1 - 1) * PB;
+  S->a = S->w + 4 * KPB;
+  S->dot = S->a + R1 * KPB;
+  S->sums = S->dot + R1 * KPB;
+  S->tg = S->sums + 3 * R1 * PB;
+  const int64_t nbq = (A->n + K1 - 1) * A->Q;
+  for (int64_t i = 0; i < PB; ++i) S->poff[i] = (i % P) * nbq;
 }
 
 INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
@@ -389,58 +411,68 @@ INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
   *b1 = *b0 + chunk < N ? *b0 + chunk : N;
 }
 
+INLINE int64_t jblock_rows_@SUF@(int64_t P) { return P >= BLOCK_INPUTS ? 1 : BLOCK_INPUTS / P; }
+
 void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y, int64_t N,
                              int64_t P, int64_t n, int64_t K1, int64_t Q, int64_t D,
                              int64_t M, const int64_t* pi, const int64_t* pj,
                              const @T@* tables, @T@ lo, @T@ hi, @T@ h, int nthreads) {
   const jargs_@SUF@ A = {x, X, tab, 0, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
                          lo, hi, h};
-  const int64_t R1 = 1 + D + M;
+  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P);
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
 #pragma omp parallel num_threads(nt)
   {
-    jscratch_@SUF@ S;
-    void* mem;
-    jscratch_alloc_@SUF@(&A, &S, &mem);
     int64_t b0, b1;
     jrange_@SUF@(N, &b0, &b1);
-    for (int64_t b = b0; b < b1; ++b) {
-      JPREP_@SUF@[K1](&A, b, 3, &S);
-      JFG_@SUF@[R1](&A, b, &S);
+    if (b0 < b1) {
+      jscratch_@SUF@ S;
+      void* mem;
+      jscratch_alloc_@SUF@(&A, L, &S, &mem);
+      for (int64_t c0 = b0; c0 < b1; c0 += L) {
+        const int64_t rows = b1 - c0 < L ? b1 - c0 : L;
+        S.PB = rows * P;
+        JPREP_@SUF@[K1](&A, c0, 3, &S);
+        for (int64_t b = c0; b < c0 + rows; ++b) JFG_@SUF@[R1](&A, b, (b - c0) * P, &S);
+      }
+      free(mem);
     }
-    free(mem);
   }
 }
 
-/* gtab (P (n + k), Q) must be zeroed by the caller; gu, gC or gtab may be NULL (skipped) */
+/* gtab (P (n + k), Q) must be zeroed by the caller; gx, gX or gtab may be NULL (skipped) */
 void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const @T@* G,
                               const @T@* Gr, @T@* gx, @T@* gX, @T@* gtab, int64_t N, int64_t P,
-                              int64_t n,
-                              int64_t K1, int64_t Q, int64_t D, int64_t M, const int64_t* pi,
-                              const int64_t* pj, const @T@* tables, @T@ lo, @T@ hi, @T@ h,
-                              int nthreads) {
+                              int64_t n, int64_t K1, int64_t Q, int64_t D, int64_t M,
+                              const int64_t* pi, const int64_t* pj, const @T@* tables, @T@ lo,
+                              @T@ hi, @T@ h, int nthreads) {
   const jargs_@SUF@ A = {x, X, tab, G, Gr, tables, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D,
                          M, lo, hi, h};
-  const int64_t R1 = 1 + D + M, size = P * (n + K1 - 1) * Q;
+  const int64_t R1 = 1 + D + M, size = P * (n + K1 - 1) * Q, L = jblock_rows_@SUF@(P);
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
   const int dots = gx != 0 || gX != 0;
   @T@* priv = gtab && nt > 1 ? (@T@*)calloc((size_t)(nt - 1) * size, sizeof(@T@)) : 0;
   if (gtab && nt > 1 && !priv) abort();
 #pragma omp parallel num_threads(nt)
   {
-    jscratch_@SUF@ S;
-    void* mem;
-    jscratch_alloc_@SUF@(&A, &S, &mem);
     const int64_t t = omp_get_thread_num();
     @T@* mine = !gtab ? 0 : t == 0 ? gtab : priv + (t - 1) * size;
     int64_t b0, b1;
     jrange_@SUF@(N, &b0, &b1);
-    for (int64_t b = b0; b < b1; ++b) {
-      JPREP_@SUF@[K1](&A, b, dots ? 4 : 3, &S);
-      JBG_@SUF@[R1](&A, b, &S, mine, dots);
-      if (dots) JIN_@SUF@[K1](&A, b, &S);
+    if (b0 < b1) {
+      jscratch_@SUF@ S;
+      void* mem;
+      jscratch_alloc_@SUF@(&A, L, &S, &mem);
+      for (int64_t c0 = b0; c0 < b1; c0 += L) {
+        const int64_t rows = b1 - c0 < L ? b1 - c0 : L;
+        S.PB = rows * P;
+        JPREP_@SUF@[K1](&A, c0, dots ? 4 : 3, &S);
+        for (int64_t b = c0; b < c0 + rows; ++b)
+          JBG_@SUF@[R1](&A, b, (b - c0) * P, &S, mine, dots);
+        if (dots) JIN_@SUF@[K1](&A, c0, &S);
+      }
+      free(mem);
     }
-    free(mem);
   }
   if (priv) {
     for (int64_t t = 0; t < nt - 1; ++t)
