@@ -281,7 +281,9 @@ class ActivationJetFunction(torch.autograd.Function):
     def forward(ctx, z, X, kind, scale, aux, D, pairs):  # type: ignore[override]
         kern = jets_c.load()
         assert kern is not None
-        ctx.save_for_backward(z, X, *[a for a in aux if a is not None])
+        # tanh, sigmoid and sin read only their auxiliaries (f(z) is kept by torch anyway)
+        keep_z = kind in ("silu", "relu")
+        ctx.save_for_backward(z if keep_z else None, X, *[a for a in aux if a is not None])
         ctx.meta = (kern, kind, scale, [a is not None for a in aux], D, pairs)
         return kern.act_forward(kind, scale, z, aux, X, D, pairs)
 
@@ -292,6 +294,7 @@ class ActivationJetFunction(torch.autograd.Function):
         z, X, *saved = ctx.saved_tensors
         it = iter(saved)
         aux = [next(it) if p else None for p in present]
+        z = aux[0] if z is None else z  # not read by the kernel for these kinds
         gz, gX = kern.act_backward(kind, scale, z, aux, X, gY, D, pairs, ctx.needs_input_grad[:2])
         return gz, gX, None, None, None, None, None
 
