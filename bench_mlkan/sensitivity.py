@@ -246,9 +246,11 @@ def render_page(
     profile: str,
     claims: Sequence[Claim] = CLAIMS,
     summary_text: str | None = None,
+    findings: Sequence[str] = (),
 ) -> str:
-    """The markdown page: verdict paragraph, readings x claims, readings x baselines,
-    per-reading details, definitions."""
+    """The markdown page: verdict paragraph, readings x claims, (findings,) readings x
+    baselines, per-reading details, definitions. ``findings``: bullet texts kept with the
+    profile (its ``"findings": {task: [...]}``), shown as written."""
     results = {r.name: [evaluate_claim(c, data.get(r.name, {})) for c in claims] for r in readings}
     lines = [
         f"# Sensitivity of the paper's `{task}` claims to the readings it leaves open",
@@ -272,6 +274,8 @@ def render_page(
     for r in readings:
         cells = [f"{SYMBOL[x.verdict]}<br>{x.detail}" for x in results[r.name]]
         lines.append(f"| `{r.name}` | " + " | ".join(cells) + " |")
+    if findings:
+        lines += ["", "## Findings", ""] + [f"- {f}" for f in findings]
     present = [b for b in BASELINE_ORDER if any(b in data.get(r.name, {}) for r in readings)]
     lines += [
         "",
@@ -339,8 +343,21 @@ def verdict_paragraph(
         if full
         else "**No reading reproduces all claims together.**"
     )
+    scored = [
+        (sum(x.verdict.startswith("holds") for x in results[r.name]), r.name)
+        for r in readings
+        if any(x.verdict != "no data" for x in results[r.name])
+    ]
+    best = max((n for n, _ in scored), default=0)
+    closest = (
+        f" Closest: {', '.join(f'`{name}`' for n, name in scored if n == best)} "
+        f"({best} of {len(claims)} claims)."
+        if scored and not full
+        else ""
+    )
     return (
         head
+        + closest
         + " Readings under which each claim holds (significant or not): "
         + "; ".join(per_claim)
         + "."
@@ -400,7 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = profile.get("name", args.profile)
     records = [r for r in iter_records(Path(args.results) / name) if r.get("task") == args.task]
     data = collect(records)
-    page = render_page(data, load_readings(profile, args.task), task=args.task, profile=name)
+    page = render_page(
+        data,
+        load_readings(profile, args.task),
+        task=args.task,
+        profile=name,
+        findings=profile.get("findings", {}).get(args.task, ()),
+    )
     out = args.out or DEFAULT_RESULTS.parent / "sensitivity" / f"{args.task}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)

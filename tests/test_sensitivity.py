@@ -302,7 +302,11 @@ def test_claims_on_fixture_records():
 
 def test_page_renders_from_fixture_records():
     page = render_page(
-        collect(fixture_records()), READINGS, task="regression_rotated", profile="ablation_x"
+        collect(fixture_records()),
+        READINGS,
+        task="regression_rotated",
+        profile="ablation_x",
+        findings=["a finding"],
     )
     first = page.split("\n\n")[2]
     assert first.startswith("**All claims reproduce together under: `literal`.**")
@@ -310,7 +314,11 @@ def test_page_renders_from_fixture_records():
     row = next(line for line in page.splitlines() if line.startswith("| `suite` | **holds**"))
     assert "fails" in row
     assert "1 div" in page and "1 failed" in page and "1239: - (failed)" in page
-    assert '`{"a": 1}`' in page
+    assert '`{"a": 1}`' in page and "## Findings\n\n- a finding" in page
+    only_suite = render_page(
+        collect(fixture_records()), READINGS[1:], task="regression_rotated", profile="x"
+    )
+    assert "Closest: `suite` (3 of 6 claims)." in only_suite.split("\n\n")[2]
 
 
 def test_load_readings_merges_experiments():
