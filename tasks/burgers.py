@@ -37,9 +37,10 @@ Metrics (``evaluate``), against the Cole-Hopf reference on the cell-centred eval
 ``rel_l2`` (L2RE = ||u - u_ref||_2 / ||u_ref||_2), ``rel_l1`` (L1RE = ||u - u_ref||_1 /
 ||u_ref||_1), ``max_abs``, ``mse``; with nu = 0.01 / pi also ``pinnacle_rel_l2`` and
 ``pinnacle_rel_l1``: the same errors on the evaluation points of PINNacle's Burgers1d-C
-(Hao et al., "PINNacle", NeurIPS 2024 Datasets and Benchmarks; its reference file
-ref/burgers1d.dat is a COMSOL solution on x = -1 + 0.02 i, i = 0..100, at t = 0, 0.1, ...,
-1: 101 x 11 = 1111 points, t = 0 included). That file is not shipped or downloaded here:
+(Hao et al., "PINNacle: A Comprehensive Benchmark of Physics-Informed Neural Networks for
+Solving PDEs", arXiv 2306.08827; its reference file ref/burgers1d.dat is a COMSOL
+solution on x = -1 + 0.02 i, i = 0..100, at t = 0, 0.1, ..., 1: 101 x 11 = 1111 points,
+t = 0 included). That file is not shipped or downloaded here:
 the same grid is regenerated (``pinnacle_points``) and its reference values come from the
 Cole-Hopf solution. Comparability: PINNacle's COMSOL values are themselves off the exact
 solution - measured once against the published file, L2RE 1.33e-2, L1RE 8.3e-3, largest
