@@ -18,7 +18,7 @@ RUNTIME_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench_mlkan.bench", "run a benchmark profile and render the leaderboards"),
     "run": ("bench_mlkan.bench", "run one task x baseline x seed and write its JSON record"),
-    "leaderboard": ("bench_mlkan.leaderboard", "render the leaderboards from stored records"),
+    "leaderboard": ("bench_mlkan.reporting.cli", "render the leaderboards from stored records"),
     "tune": ("bench_mlkan.tuning.cli", "Optuna study over a baseline's search space"),
     "perf": ("bench_mlkan.perf", "time the evaluation paths (make perf)"),
 }

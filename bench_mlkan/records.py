@@ -41,15 +41,23 @@ Record fields::
     final_metrics     {rel_l2, max_abs, mse, train_loss, ...} (no split prefix; empty unless ok)
     params, params_per_level {level: count}
     steps, work, work_unit, work_macs, wall_clock (s)
-    history           per optimizer step {step, level, work, work_macs, loss, lr, loss/<term>,
-                      evaluations}; thinned to <= HISTORY_POINTS rows (always keeping the
-                      first and last step of every level)
-    eval_history      metrics at each level end (and every eval_every steps)
+    evaluations       loss-and-gradient evaluations; idle_steps: steps that changed no
+                      parameter; work_evaluations: work in coarse evaluations (METHOD.md 6)
+    level_stats       {level: {steps, evaluations, idle_steps, wall_clock}}
+    diagnostics       {outside_grid: [fraction per spline layer], output_spread, collapsed}
+    history           per optimizer step {step, level, work, work_macs, work_evaluations,
+                      loss, lr, loss/<term>, evaluations, idle}; thinned to <= HISTORY_POINTS
+                      rows (always keeping the first and last step of every level)
+    eval_history      metrics and diagnostics at each level end (and every eval_every steps)
     refinements       {level, step, work, work_macs, loss_before, loss_after, rel_change,
                       level_end_metrics}
     device, environment (versions, machine, threads), git_commit, started, finished
     weights_sha256    sha256 of seed<k>.pt, or null when no weights were saved
     nonfinite         {dotted path: "nan" | "inf" | "-inf"} (absent when empty)
+
+Readers use the typed ``Record`` (``Record.load(path)``); it fills the work fields that
+older records lack (evaluations, idle steps, work in evaluations, steps per level) from a
+complete history and names them in ``Record.derived``.
 """
 
 from __future__ import annotations
@@ -64,7 +72,8 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -406,6 +415,203 @@ def write_record(path: Path, record: dict[str, Any], weights: Any = None) -> Pat
     if record.get("status") != "failed" and failed_path(path).exists():
         failed_path(path).unlink()
     return path
+
+
+# ----------------------------------------------------------------------------- typed view
+@dataclass(frozen=True)
+class LevelStats:
+    """One level of a run: optimizer steps, loss-and-gradient evaluations, idle steps (steps
+    that changed no parameter) and seconds (None when the record does not say)."""
+
+    steps: int
+    evaluations: int | None
+    idle_steps: int | None
+    wall_clock: float | None
+
+
+@dataclass(frozen=True)
+class Record:
+    """A run record as the leaderboards read it (``Record.load(path)``).
+
+    The fields are the record's (see the module docstring); ``path`` is the JSON file and
+    ``derived`` names the fields this reader filled in from the history because the record
+    predates them (``evaluations``, ``idle_steps``, ``work_evaluations``, ``level_stats``).
+    Work fields the record neither holds nor allows deriving are None.
+    """
+
+    task: str
+    baseline: str
+    seed: int
+    status: str
+    variant: str | None = None
+    profile: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    task_description: Mapping[str, Any] = field(default_factory=dict)
+    final_metrics: Mapping[str, float] = field(default_factory=dict)
+    history: tuple[Mapping[str, Any], ...] = ()
+    eval_history: tuple[Mapping[str, Any], ...] = ()
+    refinements: tuple[Mapping[str, Any], ...] = ()
+    diverged: Mapping[str, Any] | None = None
+    error: str | None = None
+    params: int = 0
+    params_per_level: Mapping[int, int] = field(default_factory=dict)
+    steps: int = 0
+    work: float = 0.0
+    work_unit: str = ""
+    work_macs: float = 0.0
+    work_evaluations: float | None = None
+    evaluations: int | None = None
+    idle_steps: int | None = None
+    level_stats: Mapping[int, LevelStats] = field(default_factory=dict)
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    wall_clock: float = 0.0
+    device: str = ""
+    path: Path | None = None
+    derived: frozenset[str] = frozenset()
+
+    @classmethod
+    def load(cls, path: Path | str, verify_weights: bool = True) -> Record:
+        """Read ``path`` (``read_record``: raises ``RecordError``) into a ``Record``."""
+        return cls.from_dict(read_record(Path(path), verify_weights), Path(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: Path | None = None) -> Record:
+        """A ``Record`` of a record's JSON body (missing optional fields get defaults)."""
+        history = [dict(h) for h in data.get("history") or []]
+        derived: set[str] = set()
+        work = _history_work(data, history)
+        stats = {
+            int(k): LevelStats(
+                int(v.get("steps", 0)),
+                _int_or_none(v.get("evaluations")),
+                _int_or_none(v.get("idle_steps")),
+                None if v.get("wall_clock") is None else float(v["wall_clock"]),
+            )
+            for k, v in (data.get("level_stats") or {}).items()
+        }
+        if not stats and work["level_stats"]:
+            stats, derived = work["level_stats"], derived | {"level_stats"}
+        fields = {}
+        for key in ("evaluations", "idle_steps", "work_evaluations"):
+            if data.get(key) is not None:
+                fields[key] = data[key]
+            elif work[key] is not None:
+                fields[key] = work[key]
+                derived.add(key)
+        diverged = data.get("diverged")
+        return cls(
+            task=str(data["task"]),
+            baseline=str(data["baseline"]),
+            seed=int(data["seed"]),
+            status=str(data["status"]),
+            variant=data.get("variant"),
+            profile=data.get("profile"),
+            config=dict(data.get("config") or {}),
+            task_description=dict(data.get("task_description") or {}),
+            final_metrics={
+                str(k): float(v)
+                for k, v in (data.get("final_metrics") or {}).items()
+                if isinstance(v, int | float)
+            },  # fmt: skip
+            history=tuple(history),
+            eval_history=tuple(dict(e) for e in data.get("eval_history") or []),
+            refinements=tuple(dict(r) for r in data.get("refinements") or []),
+            diverged=dict(diverged) if isinstance(diverged, Mapping) else None,
+            error=data.get("error"),
+            params=int(data.get("params") or 0),
+            params_per_level={
+                int(k): int(v) for k, v in (data.get("params_per_level") or {}).items()
+            },  # fmt: skip
+            steps=int(data.get("steps") or 0),
+            work=float(data.get("work") or 0.0),
+            work_unit=str(data.get("work_unit") or ""),
+            work_macs=float(data.get("work_macs") or 0.0),
+            work_evaluations=_float_or_none(fields.get("work_evaluations")),
+            evaluations=_int_or_none(fields.get("evaluations")),
+            idle_steps=_int_or_none(fields.get("idle_steps")),
+            level_stats=stats,
+            diagnostics=dict(data.get("diagnostics") or {}),
+            wall_clock=float(data.get("wall_clock") or 0.0),
+            device=str(data.get("device") or ""),
+            path=Path(path) if path is not None else None,
+            derived=frozenset(derived),
+        )
+
+    @property
+    def row(self) -> str:
+        """``baseline`` or ``baseline@variant``."""
+        return row_name(self.baseline, self.variant)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The ``.pt`` beside the record (None for a record not read from a file)."""
+        return weights_path(self.path) if self.path is not None else None
+
+    def final(self, key: str) -> float | None:
+        """``final_metrics[key]`` of a finished run; None when absent or not ok."""
+        return self.final_metrics.get(key) if self.ok else None
+
+
+def _int_or_none(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _history_work(data: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Evaluations, idle steps, work in coarse evaluations and per-level counts from a
+    *complete* history (one row per step, each with its ``evaluations``); adds the running
+    ``work_evaluations`` to the rows in place. None where the history does not allow it.
+
+    Idle steps come from the rows' ``idle`` flags; without them, for L-BFGS with
+    ``max_iter`` > 1, from steps with a single evaluation (such a step returns before
+    moving: its first gradient was below ``tolerance_grad``); other optimizers write the
+    parameters at every step (never idle).
+    """
+    none: dict[str, Any] = {"evaluations": None, "idle_steps": None,
+                            "work_evaluations": None, "level_stats": {}}  # fmt: skip
+    steps = int(data.get("steps") or 0)
+    if not history or len(history) != steps or any("evaluations" not in h for h in history):
+        return none
+    config = data.get("config") or {}
+    idle: list[bool]
+    if all("idle" in h for h in history):
+        idle = [bool(h["idle"]) for h in history]
+    elif config.get("optimizer") == "lbfgs" and (
+        int((config.get("optimizer_options") or {}).get("max_iter", 20)) > 1
+    ):
+        idle = [int(h["evaluations"]) == 1 for h in history]
+    else:  # every other optimizer writes the parameters at every step
+        idle = [False] * len(history)
+    out = dict(none)
+    out["evaluations"] = sum(int(h["evaluations"]) for h in history)
+    out["idle_steps"] = sum(idle)
+    if config.get("cost_model", "paper") == "paper":  # a step's work is its paper cost
+        total, previous = 0.0, 0.0
+        for h in history:
+            total += int(h["evaluations"]) * (float(h["work"]) - previous)
+            previous = float(h["work"])
+            h.setdefault("work_evaluations", total)
+        out["work_evaluations"] = total
+    levels: dict[int, list[int]] = {}
+    for i, h in enumerate(history):
+        levels.setdefault(int(h["level"]), []).append(i)
+    out["level_stats"] = {
+        level: LevelStats(
+            len(rows),
+            sum(int(history[i]["evaluations"]) for i in rows),
+            sum(idle[i] for i in rows),
+            None,
+        )
+        for level, rows in sorted(levels.items())
+    }
+    return out
 
 
 def iter_records(folder: Path) -> Iterator[dict[str, Any]]:

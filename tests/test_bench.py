@@ -14,7 +14,7 @@ import torch
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from bench_mlkan import bench, eta, records  # noqa: E402
-from bench_mlkan import leaderboard as LB  # noqa: E402
+from bench_mlkan import reporting as LB  # noqa: E402
 from bench_mlkan.records import config_hash, read_record, record_path  # noqa: E402
 
 TINY = {"task_options": {"size": "tiny"}, "optimizer_options": {"max_iter": 2}}
@@ -172,9 +172,7 @@ def test_record_identity_rules(tmp_path, capsys, fail_lr):
     assert beside.name == "seed1.failed.json"
     assert read_record(beside)["status"] == "failed"
     assert "the ok record beside it was kept" in out
-    assert [r["seed"] for r in LB.load_records(folder)["regression_rotated"]["kan_multilevel"]] == [
-        1
-    ]
+    assert [r.seed for r in LB.load_records(folder)["regression_rotated"]["kan_multilevel"]] == [1]
 
 
 def test_write_record_unit_rules(tmp_path):
@@ -195,10 +193,10 @@ def test_write_record_unit_rules(tmp_path):
 
 
 def test_records_per_profile_and_variants(tmp_path, capsys, monkeypatch):
-    from bench_mlkan import plots
+    from bench_mlkan.reporting import figures, spectra
 
-    monkeypatch.setattr(plots, "CONDITION_NS", (4, 8, 16))  # small plots: this tests folders
-    monkeypatch.setattr(plots, "SPECTRUM_GRID", (16, 6))
+    monkeypatch.setattr(spectra, "CONDITION_NS", (4, 8, 16))  # small plots: this tests folders
+    monkeypatch.setattr(figures, "SPECTRUM_GRID", (16, 6))
     results = tmp_path / "results"
     variant = {
         "task": "regression_rotated", "seeds": [1], "baselines": ["mlp_small"],

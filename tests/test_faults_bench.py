@@ -18,8 +18,8 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from bench_mlkan import bench, records, workers  # noqa: E402
-from bench_mlkan import leaderboard as LB  # noqa: E402
-from bench_mlkan.records import read_record, record_path  # noqa: E402
+from bench_mlkan import reporting as LB  # noqa: E402
+from bench_mlkan.records import Record, read_record, record_path  # noqa: E402
 
 TINY = {"task_options": {"size": "tiny"}, "optimizer_options": {"max_iter": 2}}
 REPO = Path(__file__).resolve().parent.parent
@@ -352,7 +352,7 @@ def test_records_are_strict_json_with_nonfinite_paths(tmp_path):
     assert back["history"][1]["loss"] == math.inf and back["history"][2]["loss"] == -math.inf
     assert back["history"][0]["loss"] == 1.0
     # the leaderboard reads the floats back: a diverged row shows its non-finite loss
-    assert LB.failure_reason(back) == "diverged at step 3 (level ?, loss nan)"
+    assert LB.failure_reason(Record.from_dict(back)) == "diverged at step 3 (level ?, loss nan)"
 
 
 def test_shipped_records_are_strict_and_complete():
@@ -394,7 +394,7 @@ def test_corrupt_records_are_named_and_skipped(tmp_path, capsys):
     bad = record_path(folder, "regression_rotated", "mlp_small", 2)
     bad.write_text(good.read_text()[:50])  # truncated
     loaded = LB.load_records(folder)
-    assert [r["seed"] for r in loaded["regression_rotated"]["mlp_small"]] == [1]
+    assert [r.seed for r in loaded["regression_rotated"]["mlp_small"]] == [1]
     err = capsys.readouterr().err
     assert str(bad) in err and "unreadable record" in err
     written = LB.render(folder, tmp_path / "out", plots=False)

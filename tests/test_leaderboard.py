@@ -1,23 +1,32 @@
-"""Leaderboards: golden tables from fixture records, the shipped tables match the shipped
-records, plots are drawn, and the scoring/claim arithmetic on hand-made inputs.
+"""Leaderboards: golden pages from fixture records, the shipped pages match the shipped
+records, every page and figure names its profile, figures are drawn (PNG + SVG), the
+CSV/JSON aggregates agree with the records, and the command line.
 
-The fixture records under ``tests/fixtures/records`` were produced once by the real engine
-(``tests/fixtures/make_records.py``); they include a diverged and a failed run. Regenerate
-the golden files only deliberately: ``UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_leaderboard.py``.
+The fixture records under ``tests/fixtures/records`` were produced by the real engine
+(``tests/fixtures/make_records.py``); they include diverged runs, a failed run and a
+collapsed run (``poisson_interface_2d``/``mcmlp_multilevel``: its last spline layer's
+inputs all lie outside the grid). Regenerate the golden files only deliberately:
+``UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_leaderboard.py``.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import os
+import re
 import shutil
+import statistics
 from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytest  # noqa: E402
 
-from bench_mlkan import leaderboard as LB  # noqa: E402
+from bench_mlkan import reporting as LB  # noqa: E402
+from bench_mlkan.records import Record  # noqa: E402
+from bench_mlkan.reporting import figures, spectra  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures" / "records"
@@ -25,30 +34,37 @@ GOLDEN = HERE / "fixtures" / "golden"
 SHIPPED = HERE.parent / "leaderboards"
 
 
-def _md_files(folder: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(folder.glob("*.md"))}
+def _text_files(folder: Path) -> dict[str, str]:
+    """Every page and data table (relative path -> text)."""
+    files = [*folder.glob("*.md"), *folder.glob("tables/*.csv"), *folder.glob("tables/*.json")]
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(files)}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fixture_pages")
+    written = LB.render(FIXTURES, out, plots=False)
+    assert not written.errors
+    return out
 
 
 # ----------------------------------------------------------------------------- golden
-def test_tables_match_golden(tmp_path):
-    written = LB.render(FIXTURES, tmp_path, plots=False)
-    assert not written.errors
-    got = _md_files(tmp_path)
+def test_pages_match_golden(rendered):
+    got = _text_files(rendered)
+    tasks = ["regression_rotated", "poisson_interface_2d", "burgers_1d", "allen_cahn_1d"]
     assert set(got) == {
         "README.md",
-        "regression_rotated.md",
-        "burgers_1d.md",
-        "poisson_interface_2d.md",
-        "allen_cahn_1d.md",
+        *[f"{t}.md" for t in tasks],
+        *[f"tables/{t}.{x}" for t in tasks for x in ("csv", "json")],
     }
     if os.environ.get("UPDATE_GOLDEN"):
         if GOLDEN.exists():
             shutil.rmtree(GOLDEN)
-        GOLDEN.mkdir(parents=True)
         for name, text in got.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
             (GOLDEN / name).write_text(text)
         pytest.skip("golden files regenerated (UPDATE_GOLDEN=1)")
-    want = _md_files(GOLDEN)
+    want = _text_files(GOLDEN)
     assert set(got) == set(want), "rendered files differ from the golden set"
     for name in sorted(want):
         assert got[name] == want[name], (
@@ -57,26 +73,85 @@ def test_tables_match_golden(tmp_path):
         )
 
 
-def test_render_is_deterministic(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    LB.render(FIXTURES, a, plots=False)
-    LB.render(FIXTURES, b, plots=False)
-    assert _md_files(a) == _md_files(b)
-
-
-def test_failed_and_diverged_runs_are_listed(tmp_path):
+def test_render_is_deterministic(rendered, tmp_path):
     LB.render(FIXTURES, tmp_path, plots=False)
-    text = (tmp_path / "regression_rotated.md").read_text()
+    assert _text_files(tmp_path) == _text_files(rendered)
+
+
+def test_every_status_is_shown(rendered):
+    text = (rendered / "regression_rotated.md").read_text()
     assert "1 failed" in text and "1 diverged" in text
-    assert "`mcmlp_fine` seed 1234: failed" in text
-    assert "`mlp_large` seed 1234: diverged at step" in text
-    readme = (tmp_path / "README.md").read_text()
-    assert "10/1/1" in readme  # ok/diverged/failed counts of regression_rotated
+    assert "`mcmlp_fine` seed 1234: failed: `ConfigError" in text
+    assert re.search(r"`mlp_large` seed 1234: diverged at step \d+ \(level 0", text)
+    readme = (rendered / "README.md").read_text()
+    assert "| 10/0/1/1 |" in readme  # ok/collapsed/diverged/failed of regression_rotated
 
 
-def test_shipped_tables_match_shipped_records(tmp_path):
-    """Every shipped profile leaderboards/results/<p>/ renders exactly into leaderboards/<p>/,
-    and the index leaderboards/README.md matches them all."""
+def test_collapsed_run_is_shown_and_not_averaged(rendered):
+    """The fixture's collapsed run: marked in the table, out of mean and median, listed."""
+    rec = Record.load(FIXTURES / "poisson_interface_2d" / "mcmlp_multilevel" / "seed1234.json")
+    assert rec.diagnostics["collapsed"] and rec.diagnostics["outside_grid"][-1] == 1.0
+    text = (rendered / "poisson_interface_2d.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `mcmlp_multilevel`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6] == "1 collapsed" and cells[7] == "-" and cells[8] == "-"
+    assert cells[9].startswith("1234: collapsed (")
+    assert "## Collapsed runs" in text
+    data = json.loads((rendered / "tables" / "poisson_interface_2d.json").read_text())
+    row_data = next(r for r in data["rows"] if r["row"] == "mcmlp_multilevel")
+    assert row_data["runs"]["collapsed"] == 1 and row_data["metric"]["n"] == 0
+
+
+def test_every_page_title_names_its_profile(rendered):
+    for page in rendered.glob("*.md"):
+        headings = [line for line in page.read_text().splitlines() if line.startswith("#")]
+        top = [h for h in headings if h.startswith(("# ", "## "))]
+        tables = [
+            h
+            for h in top
+            if h.startswith(
+                ("# ", "## Results", "## Work", "## Claims", "## Reproduction", "## Cross-task")
+            )
+        ]
+        assert tables and all("profile `fixture`" in h for h in tables), (page.name, tables)
+
+
+def test_table_aggregates_agree_with_the_records(rendered):
+    """The CSV/JSON numbers, recomputed from the record files with the standard library."""
+    folder = FIXTURES / "regression_rotated" / "kan_multilevel"
+    raw = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
+    values = [r["final_metrics"]["train_mse"] for r in raw]
+    with open(rendered / "tables" / "regression_rotated.csv") as f:
+        rows = {r["row"]: r for r in csv.DictReader(f)}
+    row = rows["kan_multilevel"]
+    assert float(row["train_mse_mean"]) == pytest.approx(statistics.fmean(values), rel=1e-12)
+    assert float(row["train_mse_sd"]) == pytest.approx(statistics.stdev(values), rel=1e-12)
+    evaluations = [sum(h["evaluations"] for h in r["history"]) for r in raw]
+    assert float(row["evaluations_median"]) == statistics.median(evaluations)
+    assert float(row["work_median"]) == statistics.median(r["work"] for r in raw)
+    data = json.loads((rendered / "tables" / "regression_rotated.json").read_text())
+    jrow = next(r for r in data["rows"] if r["row"] == "kan_multilevel")
+    assert [s["value"] for s in jrow["per_seed"]] == values
+    assert data["profile"] == "fixture" and data["metric"] == "train_mse"
+
+
+def test_rows_are_ordered_by_family_then_strategy(rendered):
+    text = (rendered / "regression_rotated.md").read_text()
+    rows = re.findall(r"^\| `([a-z_@0-9]+)` \| (?:KAN|MLP)", text, flags=re.M)
+    assert rows == [
+        "kan_coarse",
+        "kan_fine",
+        "kan_multilevel",
+        "mcmlp_fine",
+        "mcmlp_multilevel",
+        "mlp_small",
+        "mlp_large",
+    ]
+
+
+def test_shipped_pages_match_shipped_records(tmp_path):
+    """Every shipped profile leaderboards/results/<p>/ renders exactly into leaderboards/<p>/
+    (pages and CSV/JSON tables), and the index leaderboards/README.md matches them all."""
     results = SHIPPED / "results"
     profiles = LB.profile_folders(results)
     assert "quick" in profiles, "the shipped quick records are missing from leaderboards/results"
@@ -86,7 +161,7 @@ def test_shipped_tables_match_shipped_records(tmp_path):
         "leaderboards/README.md does not match the records; run `make leaderboard`"
     )
     for name in profiles:
-        got, shipped = _md_files(tmp_path / name), _md_files(SHIPPED / name)
+        got, shipped = _text_files(tmp_path / name), _text_files(SHIPPED / name)
         assert set(got) == set(shipped), f"leaderboards/{name}/: {set(got) ^ set(shipped)}"
         for page in sorted(got):
             assert shipped[page] == got[page], (
@@ -94,61 +169,85 @@ def test_shipped_tables_match_shipped_records(tmp_path):
             )
 
 
-# ----------------------------------------------------------------------------- plots
-@pytest.fixture
-def small_plots(monkeypatch):
-    from bench_mlkan import plots as P
+def test_shipped_figures_exist_for_every_planned_figure():
+    for name, folder in LB.profile_folders(SHIPPED / "results").items():
+        for spec in figures.plan(LB.load_records(folder), name):
+            for suffix in (".png", ".svg"):
+                path = SHIPPED / name / "plots" / f"{spec.stem}{suffix}"
+                assert path.exists(), f"{path} missing: run `make leaderboard`"
 
-    monkeypatch.setattr(P, "MAP_POINTS", 21)
-    monkeypatch.setattr(P, "SPECTRUM_GRID", (16, 6))
-    monkeypatch.setattr(P, "CONDITION_NS", (4, 8, 16))
-    return P
+
+# ----------------------------------------------------------------------------- figures
+@pytest.fixture
+def small_figures(monkeypatch):
+    monkeypatch.setattr(figures, "MAP_POINTS", 21)
+    monkeypatch.setattr(figures, "SPECTRUM_GRID", (16, 6))
+    monkeypatch.setattr(figures, "CURVE_POINTS", 40)
+    monkeypatch.setattr(spectra, "CONDITION_NS", (4, 8, 16))
 
 
 def _check_png(path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, path.name
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width >= 1000 and height >= 600, (path.name, width, height)  # 200 dpi
 
 
-def test_plots_are_written(tmp_path, small_plots):
-    """One plot of every kind (the full set is the slow test below)."""
-    P = small_plots
-    records = LB.load_records(FIXTURES)
-    plan = {p.filename: p for p in P.plan(records, FIXTURES)}
-    for name in (
-        "regression_rotated_convergence.png",
-        "burgers_1d_solution.png",
-        "allen_cahn_1d_residual_spectra.png",
-        "performance_profile.png",
-        "ata_spectra.png",
-        "condition_growth.png",
+def test_figures_are_written_with_svg_and_profile(tmp_path, small_figures, rendered):
+    """One figure of every kind: PNG (200 dpi) + SVG, the profile in the title."""
+    plan = {p.stem: p for p in figures.plan(LB.load_records(FIXTURES), "fixture")}
+    for stem in (
+        "poisson_interface_2d_convergence",
+        "burgers_1d_solution",
+        "allen_cahn_1d_residual_spectra",
+        "performance_profile",
+        "condition_growth",
     ):
-        plan[name].draw(tmp_path / name)
-        _check_png(tmp_path / name)
-    LB.render(FIXTURES, tmp_path, plots=False)
-    readme = (tmp_path / "README.md").read_text()
-    for name, spec in plan.items():  # every planned plot is linked from the summary page
-        assert f"plots/{name}" in readme
+        written = plan[stem].draw(tmp_path / f"{stem}.png")
+        assert [p.name for p in written] == [f"{stem}.png", f"{stem}.svg"]
+        _check_png(written[0])
+        svg = written[1].read_text()
+        assert "<svg" in svg and "Date" not in svg
+        if plan[stem].task is not None or stem == "performance_profile":
+            assert "profile fixture" in svg, stem
+    svg = (tmp_path / "poisson_interface_2d_convergence.svg").read_text()
+    assert "mcmlp_multilevel (collapsed)" in svg  # the collapsed seed is named, not averaged
+    readme = (rendered / "README.md").read_text()
+    for stem, spec in plan.items():  # every planned figure is linked from the summary page
+        assert f"plots/{stem}.png" in readme
         if spec.task is not None:
-            assert f"plots/{name}" in (tmp_path / f"{spec.task}.md").read_text()
+            assert f"plots/{stem}.png" in (rendered / f"{spec.task}.md").read_text()
 
 
 @pytest.mark.slow
-def test_render_with_every_plot(tmp_path, small_plots):
+def test_render_with_every_figure(tmp_path, small_figures):
     written = LB.render(FIXTURES, tmp_path, plots=True)
     assert not written.errors, written.errors
-    pngs = sorted((tmp_path / "plots").glob("*.png"))
-    assert len(pngs) == len(small_plots.plan(LB.load_records(FIXTURES), FIXTURES)) == 11
-    for png in pngs:
-        _check_png(png)
+    plan = figures.plan(LB.load_records(FIXTURES), "fixture")
+    assert len(plan) == 11
+    for spec in plan:
+        _check_png(tmp_path / "plots" / spec.filename)
+        assert (tmp_path / "plots" / f"{spec.stem}.svg").exists()
+
+
+def test_median_band_of_step_functions():
+    """Two seeds as step functions on a common grid: median, min, max by hand."""
+    import numpy as np
+
+    a = [(0.0, 8.0), (1.0, 4.0), (2.0, 2.0)]  # value after 1 unit: 4, after 2: 2
+    b = [(0.0, 6.0), (1.0, 5.0), (3.0, 1.0)]
+    grid, med, lo, hi = figures.median_band([a, b], [2.0, 3.0])
+    at = {round(float(x), 9): (m, l, h) for x, m, l, h in zip(grid, med, lo, hi)}
+    assert at[1.0] == (4.5, 4.0, 5.0)
+    x = grid[np.argmin(abs(grid - 1.5))]
+    assert 1.0 < x < 2.0 and at[round(float(x), 9)] == (4.5, 4.0, 5.0)
+    assert at[2.0] == (3.5, 2.0, 5.0)  # the band ends where seed a ended
+    assert grid[-1] == pytest.approx(2.0)
 
 
 def test_residual_spectrum_of_a_known_function():
-    """The spectrum code on u = sin(pi x) * 0 + ...: use a model whose residual is known."""
     import numpy as np
     import torch
-
-    from bench_mlkan import plots as P
 
     class Task:
         name = "fake"
@@ -157,149 +256,75 @@ def test_residual_spectrum_of_a_known_function():
             return torch.cos(3 * math.pi * x[:, 0]) + 0 * model(x)[:, 0]
 
     model = torch.nn.Linear(2, 1).double()
-    spec = P.residual_spectrum(Task(), model, 32, 4)
+    spec = figures.residual_spectrum(Task(), model, 32, 4)
     assert int(np.argmax(spec)) == 3
     assert spec[3] == pytest.approx(0.5, rel=1e-12)
     assert np.delete(spec, 3).max() < 1e-12
 
 
-# ----------------------------------------------------------------------------- maths
+def test_perf_figure_is_grouped_and_readable(tmp_path):
+    """The perf figure from a synthetic result: one panel per grid size, short labels."""
+    from bench_mlkan.reporting.perf_figure import draw_perf
+
+    layer = [
+        {
+            "dtype": dt,
+            "degree": k,
+            "grid_size": n,
+            "widths": [p, p],
+            "batch": b,
+            "ratio": {"c": 0.1 * k, "autograd": 0.5, "mlp": 2.0, "cox_de_boor": 1.0, "auto": 0.1},
+        }
+        for dt in ("float32", "float64")
+        for k in (1, 3)
+        for n in (5, 80)
+        for p in (2, 64)
+        for b in (1024, 8192)
+    ]
+    fig3 = [
+        {
+            "degree": k,
+            "grid_size": n,
+            "median_s": {"kan": 0.01 * n, "cox_de_boor": 0.1 * n},
+            "ratio": {"kan": 0.1, "cox_de_boor": 1.0},
+        }
+        for k in (1, 3)
+        for n in (5, 10, 20)
+    ]
+    written = draw_perf(
+        {"layer": layer, "fig3": fig3, "environment": {"device": "cpu"}}, tmp_path / "perf.png"
+    )
+    _check_png(written[0])
+    svg = written[1].read_text()
+    assert "KAN layer, grid n = 5" in svg and "KAN layer, grid n = 80" in svg
+    assert svg.count("B 1024") == 4  # 2 shapes x 2 panels: one label per shape, not per row
+
+
 def test_condition_numbers_match_the_paper():
     """METHOD.md section 2: n = 10: ~175 (k = 0), ~3e6 (k = 2); n = 100: ~6.5e11 (k = 2)."""
-    from bench_mlkan import plots as P
-
-    assert P.condition_number(10, 0) == pytest.approx(175, rel=0.01)
-    assert P.condition_number(10, 2) == pytest.approx(3e6, rel=0.02)
-    assert P.condition_number(100, 2) == pytest.approx(6.5e11, rel=0.01)
-    # growth like n^(2(k+1)) (pre-asymptotic at n = 64..128: 7.6 for k = 3)
-    for k in range(4):
-        slope = math.log(P.condition_number(128, k) / P.condition_number(64, k)) / math.log(2)
-        assert abs(slope - 2 * (k + 1)) < 0.5
+    assert spectra.condition_number(10, 0) == pytest.approx(175, rel=0.01)
+    assert spectra.condition_number(10, 2) == pytest.approx(3e6, rel=0.02)
+    assert spectra.condition_number(100, 2) == pytest.approx(6.5e11, rel=0.01)
+    for k in range(4):  # growth like n^(2(k+1)) (pre-asymptotic: 7.6 for k = 3)
+        slope = math.log(spectra.condition_number(128, k) / spectra.condition_number(64, k))
+        assert abs(slope / math.log(2) - 2 * (k + 1)) < 0.5
 
 
-def test_formatting():
-    assert LB.fmt_sci(3.67e-5) == "3.67e-5"
-    assert LB.fmt_sci(1.35) == "1.35e0"
-    assert LB.fmt_sci(0.0) == "0"
-    assert LB.fmt_sci(None) == "-"
-    assert LB.fmt_sci(float("inf")) == "inf"
-    assert LB.fmt_sci(1.740e-3, 4) == "1.740e-3"
-    assert LB.fmt_work(128.0) == "128"
-    assert LB.fmt_work(12.5) == "12.5"
-    assert LB.mean_sd([1.0, 3.0]) == (2.0, math.sqrt(2.0))
-    assert LB.mean_sd([1.0]) == (1.0, None)
-    assert LB.median([1.0, math.inf, 3.0]) == 3.0
-    assert LB.median([1.0, math.inf]) == math.inf
-
-
-def _record(seed, status="ok", losses=(1.0, 0.1, 0.01), final=None, works=None):
-    works = works or [float(i + 1) for i in range(len(losses))]
-    hist = [
-        {"step": i, "level": 0, "work": w, "work_macs": 10 * w, "loss": l}
-        for i, (w, l) in enumerate(zip(works, losses))
-    ]
-    return {
-        "seed": seed,
-        "status": status,
-        "history": hist,
-        "eval_history": [],
-        "final_metrics": {"train_loss": final, "train_mse": final} if status == "ok" else {},
-        "work": works[-1],
-        "work_macs": 10 * works[-1],
-    }
-
-
-def test_time_to_target_from_the_history():
-    spec = LB.MetricSpec("train_mse", "train MSE", target=0.05, source="loss")
-    # loss before step 2 is 0.01, reached after the work of step 1 (2.0); MACs 20
-    rec = _record(1, losses=(1.0, 0.5, 0.01), final=0.001)
-    assert LB.time_to_target(rec, spec, "work") == 2.0
-    assert LB.time_to_target(rec, spec, "work_macs") == 20.0
-    # only the final loss reaches it: the total work
-    rec = _record(1, losses=(1.0, 0.5, 0.2), final=0.01)
-    assert LB.time_to_target(rec, spec, "work") == 3.0
-    assert LB.time_to_target(_record(1, status="failed"), spec) == math.inf
-    # thinned history: steps 0 and 10 kept, 1 work per step
-    rec = _record(1, losses=(1.0, 0.01), final=0.001, works=[1.0, 11.0])
-    rec["history"][1]["step"] = 10
-    assert LB.time_to_target(rec, spec, "work") == 10.0
-
-
-def test_profile_and_score():
-    ct = LB.CrossTask(
-        tasks=["a", "b"],
-        baselines=["x", "y", "z"],
-        time={("a", "x"): 1.0, ("a", "y"): 2.0, ("b", "x"): 8.0, ("b", "y"): 4.0},
-        reached={},
-        quality={},
-        specs={},
-    )
-    prof = ct.profile(ct.time, [1.0, 2.0, 4.0])
-    assert prof["x"] == [0.5, 1.0, 1.0]
-    assert prof["y"] == [0.5, 1.0, 1.0]
-    assert prof["z"] == [0.0, 0.0, 0.0]
-    score = ct.score(ct.time, 4.0)
-    assert score["x"] == pytest.approx((1.0 + 0.5) / 2)
-    assert score["y"] == pytest.approx((0.5 + 1.0) / 2)
-    assert score["z"] == 0.0
-
-
-def test_claims_verdicts():
-    paper = LB.load_paper()
-    spec = LB.metric_spec("regression_rotated", "regression")
-
-    def row(name, values):
-        recs = [
-            {"seed": i, "status": "ok", "final_metrics": {"train_mse": v}, "config": {}}
-            for i, v in enumerate(values)
-        ]
-        return LB.Row(name, recs, spec)
-
-    rows = {
-        "kan_multilevel": row("kan_multilevel", [5e-5, 7e-5]),
-        "kan_coarse": row("kan_coarse", [1e-3]),
-        "kan_fine": row("kan_fine", [2e-3]),
-        "mcmlp_multilevel": row("mcmlp_multilevel", [1e-4]),
-    }
-    near, lower = [c for c in paper["claims"] if c["task"] == "regression_rotated"][:2]
-    assert LB.check_claim(near, rows, paper).verdict == "reproduced"  # 6e-5 <= 3 * 3.67e-5
-    res = LB.check_claim(lower, rows, paper)
-    assert res.verdict == "not reproduced"  # mcmlp only 1.67x higher
-    assert "short by a factor 6" in res.detail
-    rows["mcmlp_multilevel"] = row("mcmlp_multilevel", [1e-2])
-    assert LB.check_claim(lower, rows, paper).verdict == "reproduced"
-    del rows["kan_multilevel"]
-    assert LB.check_claim(lower, rows, paper).verdict == "not measured"
-
-
-def test_paper_results_transcription():
-    """paper_results.json carries METHOD.md's tables 5.1 and 5.3 exactly."""
-    paper = LB.load_paper()
-    reg = paper["tasks"]["regression_rotated"]["rows"]
-    assert reg["kan_multilevel"]["mean"] == 3.67e-5 and reg["kan_multilevel"]["sd"] == 7.19e-5
-    assert reg["mcmlp_fine"]["mean"] == 1.35 and reg["mlp_large"]["params"] == 500
-    assert len(reg) == 9
-    burgers = paper["tasks"]["burgers_1d"]["rows"]
-    assert burgers["kan_multilevel"]["mean"] == 2.402e-5
-    assert burgers["mlp_medium"]["params"] == 3416
-    assert len(burgers) == 5
-    from bench_mlkan.baselines import BASELINES
-
-    for task in paper["tasks"].values():
-        assert set(task["rows"]) <= set(BASELINES)
-
-
+# ----------------------------------------------------------------------------- command line
 def test_cli_and_wandb_disabled(tmp_path, monkeypatch, capsys):
+    from bench_mlkan.cli import COMMANDS, main
+
+    assert COMMANDS["leaderboard"][0] == "bench_mlkan.reporting.cli"
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    rc = LB.leaderboard_main(
-        ["--results", str(FIXTURES), "--out", str(tmp_path), "--no-plots", "--wandb"]
+    rc = main(
+        ["leaderboard", "--results", str(FIXTURES), "--out", str(tmp_path), "--no-plots", "--wandb"]
     )
     assert rc == 0
-    out = capsys.readouterr().out
-    assert "W&B disabled" in out
-    assert (tmp_path / "README.md").exists()
-    data = LB.task_table_data(LB.load_records(FIXTURES), LB.load_paper())
-    cols, rows = data["regression_rotated"]
+    assert "W&B disabled" in capsys.readouterr().out
+    assert (tmp_path / "README.md").exists() and (tmp_path / "tables" / "burgers_1d.csv").exists()
+    from bench_mlkan.reporting.cli import task_table_data
+
+    cols, rows = task_table_data(FIXTURES)["regression_rotated"]
     assert cols[0] == "baseline" and all(len(r) == len(cols) for r in rows)
 
 
