@@ -186,7 +186,8 @@ def eval_row(row: dict[str, Any]) -> dict[str, float]:
 
 class EvalLogger(L.Callback):
     """Logs each new ``eval_history`` row of the module (level ends, ``eval_every``) to the
-    W&B run as it appears, with ``work`` and the step (see ``eval_row``)."""
+    W&B run as it appears, with ``work`` and the step (see ``eval_row``); a run resumed
+    from a checkpoint sends the rows of its earlier sittings first."""
 
     def __init__(self, logger):
         self.logger, self.sent = logger, 0
@@ -196,9 +197,6 @@ class EvalLogger(L.Callback):
         for row in rows[self.sent :]:
             self.logger.experiment.log(eval_row(row))
         self.sent = len(rows)
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.sent = len(getattr(pl_module, "eval_history", []))  # a resumed run: sent before
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._flush(pl_module)

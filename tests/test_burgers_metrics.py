@@ -91,3 +91,16 @@ def test_every_burgers_baseline_also_runs_the_standard_viscosity():
         std_task = TASKS["burgers_1d_standard"](**baseline_config(name, "burgers_1d_standard")
                                                 .task_options)  # fmt: skip
         assert std_task.nu == NU_STANDARD
+
+
+def test_pinnacle_literature_number_names_a_metric_we_report():
+    import json
+    from pathlib import Path
+
+    import bench_mlkan
+
+    paper = json.loads((Path(bench_mlkan.__file__).parent / "paper_results.json").read_text())
+    (entry,) = paper["literature"]["burgers_1d_standard"]
+    assert entry["value"] == 1.45e-2 and "20,000" in entry["settings"]
+    task = TASKS["burgers_1d_standard"](size="tiny")
+    assert entry["metric"] in task.evaluate(model_for(task))
