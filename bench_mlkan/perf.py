@@ -739,6 +739,34 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
+#: result keys written by each section
+SECTION_KEYS = {
+    "layer": ("layer", "layer_summary"),
+    "pinn": ("pinn",),
+    "fig3": ("fig3",),
+    "step": ("step",),
+}
+
+
+def carried_sections(path: Path, sections: list[str]) -> dict[str, Any]:
+    """The results of the sections this run skips, from an earlier run's JSON at ``path``
+    (so a partial run updates its own sections and keeps the others), with that run's
+    environment under ``carried_over``; {} when there is none."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    keep = [s for s in SECTION_KEYS if s not in sections and SECTION_KEYS[s][0] in previous]
+    if not keep:
+        return {}
+    out: dict[str, Any] = {k: previous[k] for s in keep for k in SECTION_KEYS[s] if k in previous}
+    earlier = previous.get("carried_over", {})
+    out["carried_over"] = {
+        s: earlier.get(s, previous.get("environment", {})) for s in keep
+    }  # fmt: skip
+    return out
+
+
 def render_markdown(result: dict) -> str:
     env, lines = result["environment"], []
     lines.append(f"# KAN evaluation performance ({env['device']})\n")
@@ -747,6 +775,12 @@ def render_markdown(result: dict) -> str:
         "medians of interleaved repeats divided by the Cox-de Boor reference's median in the "
         "same configuration (lower is faster; < 1 beats the reference).\n"
     )
+    for sec, e in result.get("carried_over", {}).items():
+        lines.append(
+            f"Section {sec!r} is carried over from an earlier run (commit "
+            f"{e.get('git_commit', '?')}, torch threads {e.get('torch_threads', '?')}, load "
+            f"average at start {e.get('load_average', '?')}).\n"
+        )
     lines.append(
         f"Machine: {env['device_name']}, {env['cpu_count']} CPUs, torch threads "
         f"{env['torch_threads']}, torch {env['torch']}, Python {env['python']}, allocator "
@@ -881,54 +915,11 @@ def targets(result: dict) -> list[dict]:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
+    """The figure of ``result``: ``path`` (PNG, 200 dpi) and an SVG beside it, grouped by
+    grid size on log ratio axes (``bench_mlkan.reporting.perf_figure``)."""
+    from .reporting.perf_figure import draw_perf
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [s for s in ("layer", "fig3") if s in result]
-    if not panels:
-        return
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
-    for ax, sec in zip(axes[0], panels):
-        if sec == "layer":
-            rows = result["layer"]
-            cases = [c for c in rows[0]["ratio"] if c not in (BASELINE, "auto")]
-            labels = [
-                f"{r['dtype'][5:]} k{r['degree']} n{r['grid_size']} "
-                f"{r['widths'][0]}x{r['widths'][1]} b{r['batch']}"
-                for r in rows
-            ]
-            for c in cases:
-                ax.plot(
-                    range(len(rows)), [r["ratio"][c] for r in rows], "o-", ms=3, lw=0.8, label=c
-                )
-            ax.axhline(1.0, color="k", lw=0.8)
-            ax.axhline(0.5, color="gray", ls="--", lw=0.8)
-            ax.set_yscale("log")
-            ax.set_xticks(range(len(rows)))
-            ax.set_xticklabels(labels, rotation=90, fontsize=5)
-            ax.set_ylabel("time / Cox-de Boor (fwd + bwd)")
-            ax.set_title("KAN layer")
-        else:
-            rows = result["fig3"]
-            colors = {"kan": "C0", "power_relu": "C1", BASELINE: "C3", "mlp": "C2"}
-            styles = ["-", "--", ":", "-."]
-            for i, k in enumerate(sorted({r["degree"] for r in rows})):
-                sel = [r for r in rows if r["degree"] == k]
-                ns = [r["grid_size"] for r in sel]
-                for c, color in colors.items():
-                    ax.plot(ns, [r["median_s"][c] * 1e3 for r in sel], styles[i % 4], color=color,
-                            marker="o", ms=3, label=f"{c} k={k}")  # fmt: skip
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("grid size n")
-            ax.set_ylabel("ms per forward + backward")
-            ax.set_title("Fig. 3 network (3 hidden layers of 64)")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    draw_perf(result, path)
 
 
 # ----------------------------------------------------------------------------- main
@@ -982,14 +973,13 @@ def perf_main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"perf-{device.type}" + ("-quick" if args.quick else "")
-    if sections != DEFAULT_SECTIONS:  # a partial run never overwrites the full one
-        stem += "-" + "-".join(sections)
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
     t0 = time.perf_counter()
     result: dict[str, Any] = {"environment": environment(device), "quick": args.quick, "argv": argv}
+    result.update(carried_sections(out / f"{stem}.json", sections))
     env = result["environment"]
     log(
         f"perf on {env['device_name']} ({env['device']}), threads {env['torch_threads']}, torch "

@@ -332,3 +332,53 @@ def test_empty_results(tmp_path):
     written = LB.render(tmp_path / "none", tmp_path / "out", plots=False)
     assert [p.name for p in written] == ["README.md"]
     assert "No run records yet" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_profile_of_readings_gets_claims_per_reading(tmp_path):
+    """An ablation-style profile (every row has a variant): one table of claims x readings,
+    and no figure with more rows than stay readable."""
+    from bench_mlkan.records import record_path, write_record
+
+    folder = tmp_path / "abl"
+    values = {
+        "a": {
+            "kan_multilevel": 1e-5,
+            "kan_coarse": 1e-3,
+            "kan_fine": 1e-3,
+            "mcmlp_multilevel": 1e-3,
+        },
+        "b": {
+            "kan_multilevel": 1e-3,
+            "kan_coarse": 1e-3,
+            "kan_fine": 1e-3,
+            "mcmlp_multilevel": 1e-3,
+        },
+    }
+    for variant, rows in values.items():
+        for baseline, v in rows.items():
+            for seed in (1, 2):
+                rec = {
+                    "task": "regression_rotated",
+                    "baseline": baseline,
+                    "variant": variant,
+                    "seed": seed,
+                    "status": "ok",
+                    "profile": "abl",
+                    "steps": 1,
+                    "work": 1.0,
+                    "final_metrics": {"train_mse": v * seed, "train_loss": v * seed},
+                }
+                write_record(
+                    record_path(folder, "regression_rotated", f"{baseline}@{variant}", seed), rec
+                )
+    LB.render(folder, tmp_path / "out", plots=False)
+    page = (tmp_path / "out" / "regression_rotated.md").read_text()
+    assert "## Claims per reading, profile `abl`" in page
+    a_row = next(line for line in page.splitlines() if line.startswith("| `a` |"))
+    b_row = next(line for line in page.splitlines() if line.startswith("| `b` |"))
+    assert a_row.split("|")[3].strip().startswith("holds (n.s.)")  # [5.1b]: 100x, 2 seeds
+    assert b_row.split("|")[3].strip().startswith("fails (n.s.)")
+    rows = [f"r{i}@v{i}" for i in range(figures.MAX_FIGURE_ROWS + 1)]
+    assert figures.figure_rows(rows) == []
+    assert figures.figure_rows(["kan_coarse", "kan_coarse@x"]) == ["kan_coarse"]
+    assert figures.figure_rows(rows[:3]) == rows[:3]

@@ -15,13 +15,15 @@
 Each figure is a PNG (200 dpi) with an SVG beside it; every title names the profile.
 ``plan(records, profile)`` lists what will be drawn, so the pages never depend on whether
 drawing succeeded; ``FigureSpec.draw(png_path)`` draws and returns the files written.
+Figures show the rows without a variant, or all rows when every row has one, up to
+``MAX_FIGURE_ROWS`` (``figure_rows``).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ from .style import figure, log_axis, row_styles, save
 MAP_POINTS = 101
 SPECTRUM_GRID = (128, 50)  # (x points on the periodic grid, t points)
 CURVE_POINTS = 240  # points of the common log-spaced work grid of a median curve
+#: the most rows one figure shows (colours and legend stay readable)
+MAX_FIGURE_ROWS = 12
 
 Records = Mapping[str, Mapping[str, Sequence[Record]]]
 
@@ -71,8 +75,11 @@ def map_runs(by_row: Mapping[str, Sequence[Record]]) -> list[Record]:
 def plan(records: Records, profile: str) -> list[FigureSpec]:
     """Every figure the records allow, in a fixed order."""
     specs: list[FigureSpec] = []
+    records = {t: {r: by[r] for r in figure_rows(by)} for t, by in records.items()}
     for task in task_order(records):
         by = records[task]
+        if not by:
+            continue
         specs.append(
             FigureSpec(
                 f"{task}_convergence",
@@ -101,7 +108,8 @@ def plan(records: Records, profile: str) -> list[FigureSpec]:
                     functools.partial(draw_residual_spectra, task, multi, profile),
                 )
             )
-    if cross_task(records).tasks:
+    ct = cross_task(records)
+    if ct.tasks and len(ct.rows) <= MAX_FIGURE_ROWS:
         specs.append(
             FigureSpec(
                 "performance_profile",
@@ -119,6 +127,16 @@ def plan(records: Records, profile: str) -> list[FigureSpec]:
         FigureSpec("condition_growth", "cond(A^T A) versus n", None, spectra.draw_condition_growth)
     )
     return specs
+
+
+def figure_rows(rows: Iterable[str]) -> list[str]:
+    """The rows a figure shows: those without a variant when there are any (a profile's
+    plain experiments), else all; none when more than ``MAX_FIGURE_ROWS`` (an ablation
+    profile: its pages compare the readings in tables)."""
+    rows = list(rows)
+    plain = [r for r in rows if "@" not in r]
+    chosen = plain or rows
+    return chosen if len(chosen) <= MAX_FIGURE_ROWS else []
 
 
 def periodic_in_x(task: str, rec: Record) -> bool:

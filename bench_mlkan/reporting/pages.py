@@ -57,6 +57,80 @@ def claim_section(task: str, by_row: Mapping[str, Sequence[Record]], paper: Mapp
     return lines
 
 
+def readings(by_row: Mapping[str, Sequence[Record]]) -> dict[str, dict[str, Sequence[Record]]]:
+    """{variant: {baseline: records}} of the rows that carry a variant (``baseline@variant``)."""
+    out: dict[str, dict[str, Sequence[Record]]] = {}
+    for row, recs in by_row.items():
+        baseline, _, variant = row.partition("@")
+        if variant:
+            out.setdefault(variant, {})[baseline] = recs
+    return dict(sorted(out.items()))
+
+
+def readings_section(
+    task: str, by_row: Mapping[str, Sequence[Record]], paper: Mapping, profile: str
+) -> list[str]:
+    """Every claim of the paper under every reading (variant) of the profile: one table."""
+    groups, claims = readings(by_row), paper_claims(paper, task)
+    if not groups or not claims:
+        return []
+    rows = []
+    for variant, rows_of in groups.items():
+        checks = [check_claim(c, rows_of, paper) for c in claims]
+        cells = [
+            c.verdict
+            + (
+                f" (evaluations: {c.verdict_evaluations})"
+                if c.pairs and c.verdict_evaluations != c.verdict
+                else ""
+            )
+            for c in checks
+        ]
+        held = sum(c.verdict.startswith("holds") for c in checks)
+        rows.append([f"`{variant}`", *cells, f"{held} of {len(checks)}"])
+    return [
+        "",
+        f"## Claims per reading, profile `{profile}`",
+        "",
+        "Each reading (variant) of the profile checked like the plain rows: the verdict at "
+        "equal coarse steps, the one at equal evaluations in brackets where it differs.",
+        "",
+        *md_table(["reading", *[f"[{c.id}]" for c in claims], "hold"], rows),
+        "",
+        *[f"- [{c.id}] {c.text}." for c in claims],
+    ]
+
+
+def plain_rows(by_row: Mapping[str, Sequence[Record]]) -> dict[str, Sequence[Record]]:
+    """The rows without a variant."""
+    return {r: recs for r, recs in by_row.items() if "@" not in r}
+
+
+def claims_cell(task: str, by_row: Mapping[str, Sequence[Record]], paper: Mapping) -> str:
+    """The summary's claims column: counts on the plain rows, else per reading."""
+    claims = paper_claims(paper, task)
+    plain, groups = plain_rows(by_row), readings(by_row)
+    if plain or not groups:
+        return verdict_counts([check_claim(c, plain, paper) for c in claims])
+    if not claims:
+        return "-"
+    held = [
+        sum(check_claim(c, rows, paper).verdict.startswith("holds") for c in claims)
+        for rows in groups.values()
+    ]
+    return (
+        f"per reading: all {len(claims)} hold under {held.count(len(claims))} of "
+        f"{len(groups)} readings"
+    )
+
+
+def summary_claims(task: str, by_row: Mapping[str, Sequence[Record]], paper: Mapping) -> list[str]:
+    plain = plain_rows(by_row)
+    if plain or not readings(by_row):
+        return claim_section(task, plain, paper)
+    return [f"- Every row has a variant: claims per reading on [the task page]({task}.md)."]
+
+
 # ----------------------------------------------------------------------------- task page
 def render_task(
     task: str,
@@ -91,8 +165,13 @@ def render_task(
         "",
         f"## Claims of the paper, profile `{profile}`",
         "",
-        *claim_section(task, by_row, paper),
     ]
+    plain = plain_rows(by_row)
+    if plain or not readings(by_row):
+        lines += claim_section(task, plain, paper)
+    else:
+        lines.append("Every row of this profile has a variant: the claims per reading follow.")
+    lines += readings_section(task, by_row, paper, profile)
     bad = [s for a in rows for s in a.seeds if s.status in ("diverged", "failed")]
     if bad:
         lines += ["", "## Runs that did not finish", ""]
@@ -263,7 +342,6 @@ def render_summary(
     for t in tasks:
         info = task_info(t)
         pt = (paper.get("tasks") or {}).get(t)
-        checks = [check_claim(c, records[t], paper) for c in paper_claims(paper, t)]
         plots = ", ".join(f"[{c}]({rel})" for c, rel in task_plots.get(t, []))
         rows.append(
             [
@@ -271,7 +349,7 @@ def render_summary(
                 paper_where(pt, info),
                 str(len(records[t])),
                 status_counts(records[t], info.metric),
-                verdict_counts(checks),
+                claims_cell(t, records[t], paper),
                 plots or "-",
             ]
         )
@@ -299,7 +377,7 @@ def render_summary(
             "",
             profile_note(records[t], pt),
             "",
-            *claim_section(t, records[t], paper),
+            *summary_claims(t, records[t], paper),
             "",
         ]
     missing = [c for c in paper_claims(paper) if c.task not in records]
@@ -357,14 +435,13 @@ def render_index(
         rows = []
         for t in tasks:
             info = task_info(t)
-            checks = [check_claim(c, records[t], paper) for c in paper_claims(paper, t)]
             rows.append(
                 [
                     f"[{info.display_name}]({name}/{t}.md)",
                     paper_where((paper.get("tasks") or {}).get(t), info),
                     str(len(records[t])),
                     status_counts(records[t], info.metric),
-                    verdict_counts(checks),
+                    claims_cell(t, records[t], paper),
                 ]
             )
         lines += md_table(
