@@ -625,11 +625,11 @@ def _finish_wandb(logger, record: dict[str, Any], written: Path, outputs: Path) 
 
 def main_metric(record: dict[str, Any]) -> tuple[str, float | None]:
     """(label, value) of the leaderboard's main metric of a record's task."""
-    from .leaderboard import metric_spec
+    from .scoring import task_info
 
-    spec = metric_spec(record["task"], (record.get("task_description") or {}).get("kind"))
-    value = (record.get("final_metrics") or {}).get(spec.key)
-    return spec.label, (float(value) if isinstance(value, int | float) else None)
+    info = task_info(record["task"])
+    value = (record.get("final_metrics") or {}).get(info.metric)
+    return info.metric_label, (float(value) if isinstance(value, int | float) else None)
 
 
 def outcome(record: dict[str, Any]) -> str:
@@ -1147,10 +1147,10 @@ def _bench_locked(args, profile, specs, folder: Path, out_root: Path, workers, g
 
 def render(results: Path, out: Path | None, profile: str) -> None:
     """Render one profile's leaderboards (``<out>/<profile>/``) and the index ``<out>``."""
-    from . import leaderboard
+    from . import reporting
 
-    out = out or leaderboard.default_out_root(results)
-    written = leaderboard.render_all(results, out, profiles=[profile])
+    out = out or reporting.default_out_root(results)
+    written = reporting.render_all(results, out, profiles=[profile])
     print(f"leaderboards: {len(written)} files under {short_path(out)}")
 
 

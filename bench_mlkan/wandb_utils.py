@@ -50,10 +50,6 @@ def wandb_mode() -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def wandb_enabled(requested: bool) -> bool:
-    return requested and wandb_mode() != "disabled"
-
-
 def default_project() -> str:
     """``$WANDB_PROJECT``, else "bench-mlkan"."""
     return os.environ.get("WANDB_PROJECT") or "bench-mlkan"
@@ -383,10 +379,9 @@ def summary_stats(values: list[float]) -> dict[str, float | None]:
 
 
 def _metric_key(task: str, rows: dict[str, list[dict[str, Any]]]) -> str:
-    from .leaderboard import metric_spec
+    from .scoring import task_info
 
-    rec = next(iter(rows.values()))[0]
-    return metric_spec(task, (rec.get("task_description") or {}).get("kind")).key
+    return task_info(task).metric
 
 
 def _family(record: dict[str, Any], key: str) -> str | None:
