@@ -55,10 +55,10 @@ def push_wandb(folder: Path, project: str, name: str) -> bool:
             project=project,
             job_type="leaderboard",
             name=name,
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]
             settings=_settings(),
             reinit="finish_previous",
-        )  # type: ignore[arg-type]
+        )
         try:
             for task, (columns, rows) in data.items():
                 run.log({f"leaderboard/{task}": wandb.Table(columns=columns, data=rows)})  # type: ignore[arg-type]

@@ -280,16 +280,16 @@ def _draw_row(ax, row, recs, info: TaskInfo, unit, what, style, handles) -> None
         band = _eval_median(trajs)
     if band is None:
         return
-    x, med, lo, hi = band
-    h = ax.plot(x, med, color=style["color"], ls=style["ls"], lw=1.5)[0]
+    wx, med, lo, hi = band
+    h = ax.plot(wx, med, color=style["color"], ls=style["ls"], lw=1.5)[0]
     handles.setdefault(f"{row} ({len(trajs)} seed{'s' * (len(trajs) != 1)})", h)
     if len(trajs) > 1:
-        ax.fill_between(x, lo, hi, color=style["color"], alpha=0.15, lw=0)
+        ax.fill_between(wx, lo, hi, color=style["color"], alpha=0.15, lw=0)
     if what == "loss":
-        rx, ry = _refinement_points(counted, unit, x, med)
+        rx, ry = _refinement_points(counted, unit, wx, med)
         ax.plot(rx, ry, "o", ms=4, mfc="white", mec=style["color"], mew=1.0)
-    elif len(x):
-        ax.plot(x, med, "o", ms=2.5, color=style["color"])
+    elif len(wx):
+        ax.plot(wx, med, "o", ms=2.5, color=style["color"])
 
 
 # ----------------------------------------------------------------------------- models
@@ -306,6 +306,8 @@ def load_level_models(rec: Record, task) -> dict[int, Any]:
     from ..config import RunConfig
     from ..engine import build_model
 
+    if rec.weights_path is None:
+        raise ValueError(f"{rec.row} seed {rec.seed}: a record without a file has no weights")
     config = RunConfig.from_dict(dict(rec.config))
     saved = torch.load(rec.weights_path, map_location="cpu", weights_only=True)
     dtype = torch.float64 if config.precision == "64" else torch.float32
@@ -438,7 +440,7 @@ def draw_performance_profile(records: Records, profile: str, path: Path) -> list
     styles = row_styles(ct.rows)
     fig = figure(11.5, 4.2)
     axes = fig.subplots(1, 2)
-    handles = {}
+    handles: dict[str, Any] = {}
     for ax, table, tau_max, title in (
         (axes[0], ct.time, TAU_MAX_TIME, "time-to-target (MACs)"),
         (axes[1], ct.quality, TAU_MAX_QUALITY, "final metric at the recorded work"),
