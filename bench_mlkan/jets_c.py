@@ -95,17 +95,22 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int 
   const int64_t TS = K1 * K1 + 2 * K1;
   const @T@* xb = A->x + b0 * P;
   const @T@ top = (@T@)(n - 1), lo = A->lo, hi = A->hi, h = A->h, inv = (@T@)1 / A->h;
+  @T@* restrict s = S->s;
+  @T@* restrict du = S->du;
+  int64_t* restrict base = S->base;
+  const int64_t* restrict poff = S->poff;
 #pragma omp simd
   for (int64_t i = 0; i < PB; ++i) {
     const @T@ x = xb[i];
-    const @T@ xc = x < lo ? lo : (x > hi ? hi : x); /* as torch.clamp (NaN stays NaN) */
-    const @T@ u = (xc - lo) / h;                    /* as kernels.spline_contract */
+    @T@ xc = x < lo ? lo : x; /* as torch.clamp (NaN stays NaN) */
+    xc = xc > hi ? hi : xc;
+    const @T@ u = (xc - lo) / h; /* as kernels.spline_contract */
     @T@ f = floor(u);
     f = f >= (@T@)0 ? f : (@T@)0; /* NaN -> 0 */
     f = f > top ? top : f;
-    S->s[i] = u - f;
-    S->base[i] = S->poff[i] + (int64_t)f * Q;
-    S->du[i] = x >= lo && x <= hi ? inv : (@T@)0;
+    s[i] = u - f;
+    base[i] = poff[i] + (int64_t)f * Q;
+    du[i] = (x >= lo) & (x <= hi) ? inv : (@T@)0;
   }
   for (int64_t k = 0; k < D + M; ++k) {
     const @T@* Xk = A->X + (k * N + b0) * P;
