@@ -140,6 +140,17 @@ def claim_lines(check: ClaimCheck) -> list[str]:
             + (" - the claim is that this does *not* happen." if c.kind == "no_gain" else ".")
         )
         lines += [f"  - {fmt_pair(p, c.subject)}" for p in check.pairs]
+        truncated = any(
+            e.comparison is not None and not e.recorded_end
+            for p in check.pairs
+            for e in (p.at_steps, p.at_evaluations)
+        )
+        if truncated and task_info(c.task).target_source == "eval":
+            lines.append(
+                "  - This metric is evaluated at level ends (and every `eval_every` steps): "
+                "at a smaller budget than a run's own, its last evaluation within that budget "
+                "is read."
+            )
         note = small_sample_note(check)
         if note:
             lines.append(f"  - {note}")

@@ -9,8 +9,8 @@ from typing import Any
 from ..records import Record
 from ..scoring.aggregate import STATUSES, WORK_FIELDS, RowAggregate, aggregate_task, seed_result
 from ..scoring.claims import check_claim, paper_claims
-from ..scoring.metadata import TaskInfo, task_info, task_order
-from ..scoring.profiles import TAU_MAX_QUALITY, TAU_MAX_TIME, CrossTask, cross_task
+from ..scoring.metadata import TaskInfo, row_order, task_info, task_order
+from ..scoring.profiles import TAU_MAX_QUALITY, TAU_MAX_TIME, CrossTask, cross_task, median_inf
 from .fmt import fmt_sci, md_table, plural
 from .notes import claim_lines, profile_note, ratios_line, verdict_counts
 from .tables import DERIVED_MARK, cells, failure_reason, header, level_rows
@@ -45,8 +45,21 @@ def claim_section(task: str, by_row: Mapping[str, Sequence[Record]], paper: Mapp
             + (
                 f"Measured: {info}."
                 if info
-                else f"No finished `{REFERENCE_ROW}` run to compare with."
+                else f"No finished `{REFERENCE_ROW}` run and another row to compare it with."
             )
+        )
+    for entry in (paper.get("literature") or {}).get(task, []):
+        key = entry["metric"]
+        ours = [
+            f"`{row}` {fmt_sci(median_inf(v))}"
+            for row in row_order(by_row)
+            if (v := [x for r in by_row[row] if (x := r.final(key)) is not None])
+        ]
+        lines.append(
+            f"- For comparison (another paper, not a claim): {entry['method']}, "
+            f"{entry['metric_label']} {fmt_sci(entry['value'])} ({entry['source']}). Ours, "
+            f"median `{key}`: " + (", ".join(ours) if ours else "not recorded") + ". "
+            "Settings differ: " + "; ".join(entry.get("differences", [])) + "."
         )
     sota = ((paper.get("tasks") or {}).get(task) or {}).get("sota")
     if sota:
