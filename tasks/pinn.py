@@ -52,17 +52,6 @@ def gradient(y: Tensor, x: Tensor, create_graph: bool = True) -> Tensor:
     return torch.zeros_like(x) if g is None else g
 
 
-def second_derivative(du: Tensor, x: Tensor, i: int, create_graph: bool = True) -> Tensor:
-    """d/dx_i of a first derivative ``du`` (N,): (N,)."""
-    return gradient(du, x, create_graph)[:, i]
-
-
-def laplacian(u: Tensor, x: Tensor, create_graph: bool = True) -> Tensor:
-    """Sum of the pure second derivatives of u (N, 1) with respect to x (N, d): (N,)."""
-    g = gradient(u, x, create_graph=True)
-    return sum(second_derivative(g[:, i], x, i, create_graph) for i in range(x.shape[1]))  # type: ignore[return-value]
-
-
 def model_placement(model: nn.Module | Callable, like: Tensor) -> tuple[torch.dtype, torch.device]:
     """(dtype, device) of the model's parameters; ``like``'s when it has none."""
     params = model.parameters() if isinstance(model, nn.Module) else iter(())
