@@ -64,6 +64,7 @@ from .records import (
     RecordError,
     config_hash,
     failed_record,
+    git_commit,
     make_record,
     now,
     profile_dir,
@@ -473,10 +474,16 @@ def remove_checkpoints(record_file: Path) -> None:
 
 
 def make_loggers(
-    names: Iterable[str], spec: RunSpec, profile: str | None, outputs: Path, run_id: str | None
+    names: Iterable[str],
+    spec: RunSpec,
+    profile: str | None,
+    outputs: Path,
+    run_id: str | None,
+    commit: str | None = None,
 ) -> list[Any]:
-    """The Lightning loggers of ``names`` for one run (W&B: None-free only when enabled)."""
-    from .records import config_hash, git_commit
+    """The Lightning loggers of ``names`` for one run (W&B only when enabled; ``commit``: the
+    git commit the run records)."""
+    from .records import config_hash
 
     loggers: list[Any] = []
     version = f"seed{spec.seed}"
@@ -508,7 +515,7 @@ def make_loggers(
                         variant=spec.variant,
                         profile=profile,
                         config_hash=config_hash(spec.config),
-                        git_commit=git_commit(),
+                        git_commit=commit,
                         family=spec_b.get("family"),
                         strategy=spec_b.get("strategy"),
                     ),
@@ -550,6 +557,7 @@ def run_one(
     out = Path(out)
     outputs = Path(options.outputs or home.outputs_root(home.default_results()))
     started = now()
+    commit = git_commit()  # once: the record and the W&B config name the same commit
     meta: dict[str, Any] = dict(
         task=spec.task, baseline=spec.baseline, seed=spec.seed, profile=profile,
         variant=spec.variant,
@@ -569,7 +577,7 @@ def run_one(
                 run_id = W.new_run_id()
                 link = W.run_link(W.default_project(), run_id, W.default_entity())
         loggers = make_loggers(
-            options.loggers, spec, profile, outputs, link["id"] if link else None
+            options.loggers, spec, profile, outputs, link["id"] if link else None, commit
         )
         wandb_logger = next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
         callbacks = []
@@ -590,6 +598,7 @@ def run_one(
         weights = {"levels": result.level_states, "config": spec.config}
     except Exception:  # noqa: BLE001 - a broken run is recorded, the bench goes on
         record = failed_record(spec.config, traceback.format_exc(), started=started, **meta)
+    record["git_commit"] = commit
     if resumed is not None:
         record["resumed_from_step"] = resumed
     if link is not None:

@@ -270,6 +270,7 @@ def test_peer_models_are_registered_and_keep_the_contract():
 SHORT = {
     "regression_rotated": {"optimizer_options": {"max_iter": 4}},
     "burgers_1d": {},
+    "burgers_1d_standard": {},
 }
 PEER_RUNS = [
     (b, t)
