@@ -79,16 +79,22 @@ class DirichletSquare2D(PINNTask):
         return self.exact(x).unsqueeze(-1)
 
     def train_batch(self) -> dict[str, Tensor]:
-        return {"x_interior": self.x_interior, "x_boundary": self.x_boundary}
+        return {
+            "x_interior": self.x_interior,
+            "x_boundary": self.x_boundary,
+            "f_interior": self.source(self.x_interior),  # fixed per point: computed once
+        }
 
-    def residual(self, model, x: Tensor) -> Tensor:
-        """lap u + k^2 u - f at physical points x (N, 2): (N,)."""
+    def residual(self, model, x: Tensor, f: Tensor | None = None) -> Tensor:
+        """lap u + k^2 u - f at physical points x (N, 2): (N,); ``f`` (N,) may be given
+        precomputed (the training batch carries it)."""
         d = derivatives(self, model, x, ("u", "laplacian"))
         x = as_input(x, model)
-        return d["laplacian"] + self.k_squared * d["u"] - self.source(x)
+        f = self.source(x) if f is None else f.to(d["u"])
+        return d["laplacian"] + self.k_squared * d["u"] - f
 
     def loss_terms(self, model, batch, state, update_state: bool = False):
-        r = self.residual(model, batch["x_interior"])
+        r = self.residual(model, batch["x_interior"], batch["f_interior"])
         u_b = self.predict(model, as_input(batch["x_boundary"], model))
         n_v, n_b = self.x_interior.shape[0], self.x_boundary.shape[0]
         return {

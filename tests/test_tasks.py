@@ -85,10 +85,13 @@ def test_contract(name):
     assert task.input_dim == len(task.domain) and task.output_dim == 1
     batch = task.train_batch()
     train_points = []
+    n_points = {v.shape[0] for k, v in batch.items() if k.startswith("x_")}
     for key, v in batch.items():
-        if v.is_floating_point():
+        if key.startswith("x_"):  # point sets (the contract's naming)
             assert v.dtype == torch.float64 and v.ndim == 2 and v.shape[1] == task.input_dim, key
             train_points.append(v)
+        elif v.is_floating_point():  # per-point data (e.g. a precomputed source term)
+            assert v.dtype == torch.float64 and v.shape[0] in n_points, key
         else:  # point indices
             assert v.ndim == 1 and v.dtype == torch.int64, key
     for v in train_points:  # inside the domain
