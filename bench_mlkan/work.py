@@ -21,14 +21,18 @@ budgets in the one its config names.
         forward MACs per point = sum over layers P * Q * width(layer)
             width = n + k for a spline layer (dense-equivalent basis contraction,
             as the forward pass computes it), 1 for a Linear layer
-        loss evaluation = points * forward * 3 * (1 + 2 * d * input_dim)
+        loss evaluation = points * forward * 3 * (1 + d * input_dim)
 
-    3 = forward + backward (backward ~ 2x forward); each input-derivative order d adds
-    ~2 passes per input coordinate (autograd of the forward graph, then its backward).
+    3 = forward + backward (backward ~ 2x forward). Input derivatives are propagated as
+    forward jets (``bench_mlkan.jets``, the default route): a jet carries the value, the
+    input_dim first derivatives and, for d = 2, the input_dim pure second derivatives, so
+    it costs (1 + d * input_dim) forward passes, and its backward is one reverse pass.
+    (Nested autograd, the reference route, costs about 1 + 2 * d * input_dim passes.)
 
-    Warning: the derivative factor is an approximation; the forward count is exact for
-    the matmul FLOPs (``torch.utils.flop_counter`` counts 2 * MACs; tested), and the
-    measured-time check lives in the perf benchmark.
+    Warning: the derivative factor is an approximation (a task that needs fewer second
+    derivatives, e.g. Burgers' u_xx only, propagates fewer rows; mixed derivatives add
+    rows); the forward count is exact for the matmul FLOPs (``torch.utils.flop_counter``
+    counts 2 * MACs; tested), and the measured-time check lives in the perf benchmark.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ class MacsCost(CostModel):
 
     def step_cost(self, model, points, derivative_order, input_dim, evaluations, base_grid_size):
         per_eval = (
-            points * forward_macs_per_point(model) * 3 * (1 + 2 * derivative_order * input_dim)
+            points * forward_macs_per_point(model) * 3 * (1 + derivative_order * input_dim)
         )
         return float(per_eval * evaluations)
 

@@ -514,7 +514,7 @@ def test_parameter_counts_follow_refinement():
 
 def test_registry_names_the_three_families():
     assert MODELS["kan"] is KAN and MODELS["mcmlp"] is MultichannelMLP and MODELS["mlp"] is MLP
-    with pytest.raises(KeyError, match="known: kan, mcmlp, mlp"):
+    with pytest.raises(KeyError, match="unknown model 'transformer'; known: .*kan, mcmlp, mlp"):
         MODELS["transformer"]
 
 
