@@ -27,7 +27,6 @@ class Helmholtz2D(DirichletSquare2D):
 
     name = "helmholtz_2d"
     display_name = "Helmholtz 2-D"
-    defaults = {"widths": [2, 5, 1], "degree": 3, "grid_sizes": [4, 8, 16, 32]}
 
     def __init__(
         self, size: str = "paper", *, a1: float = 1.0, a2: float = 4.0, k: float = 1.0, **kw

@@ -132,7 +132,6 @@ class Poisson2D(DirichletSquare2D):
     display_name = "Poisson 2-D"
     k_squared = 0.0
     source_max = 2 * PI**2
-    defaults = {"widths": [2, 5, 1], "degree": 3, "grid_sizes": [4, 8, 16, 32]}
 
     def exact(self, x: Tensor) -> Tensor:
         return torch.sin(PI * x[:, 0]) * torch.sin(PI * x[:, 1])

@@ -189,7 +189,6 @@ class RotatedRegression(FunctionRegression):
     target = 1e-3
     target_source = "loss"
     SIZES = {"paper": 20000, "small": 4000, "tiny": 400}
-    defaults = {"widths": [2, 5, 1]}
 
     def __init__(
         self,
