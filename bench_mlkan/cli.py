@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bench_mlkan.bench", "run one task x baseline x seed and write its JSON record"),
     "leaderboard": ("bench_mlkan.reporting.cli", "render the leaderboards from stored records"),
     "tune": ("bench_mlkan.tuning.cli", "Optuna study over a baseline's search space"),
-    "perf": ("bench_mlkan.perf", "time the evaluation paths (make perf)"),
+    "perf": ("bench_mlkan.devtools.perf", "time the evaluation paths (make perf)"),
 }
 
 

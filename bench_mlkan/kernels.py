@@ -42,7 +42,7 @@ g and T against the coefficient table (P (n + k), Q) and raise ``ValueError`` na
 expected and actual shapes (``kernel_checks``; tensor metadata only, no device sync,
 about 0.5 us). A wrong input width used to reach the C loops and read past the table.
 
-Cost per call on small problems (``python -m bench_mlkan.kernel_overhead``; cubic, grid 5,
+Cost per call on small problems (``python -m bench_mlkan.devtools.kernel_overhead``; cubic, grid 5,
 P = Q = 2, float64, 1 thread, min of repeats, old and new kernels interleaved in one
 process on the shared 2-core development machine; us per call):
 

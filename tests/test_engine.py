@@ -262,7 +262,15 @@ def test_ddp_two_processes_keep_ranks_identical(tmp_path):
     out = tmp_path / "ddp.json"
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench_mlkan.ddp_check", "--devices", "2", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench_mlkan.devtools.ddp_check",
+            "--devices",
+            "2",
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

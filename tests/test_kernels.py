@@ -22,8 +22,8 @@ from bench_mlkan.cox_de_boor import (
     cox_de_boor_layer_forward,
     extended_knots,
 )
+from bench_mlkan.devtools.perf import saved_tensor_bytes
 from bench_mlkan.models import KAN, spline_layer_forward
-from bench_mlkan.perf import saved_tensor_bytes
 from bench_mlkan.splines import Grid, bspline_basis, local_bspline
 
 CPU = torch.device("cpu")
@@ -182,7 +182,7 @@ def test_maps_without_gradients_skip_the_autograd_function():
 
 
 def test_kernel_overhead_script(tmp_path):
-    from bench_mlkan import kernel_overhead as ko
+    from bench_mlkan.devtools import kernel_overhead as ko
 
     rows = ko.measure(batches=(1, 3), kernels=["c", "dense"])
     assert [(r["kernel"], r["batch"]) for r in rows] == [("c", 1), ("dense", 1), ("c", 3),
@@ -237,7 +237,7 @@ def test_saved_tensor_bytes_counts_storages():
 
 
 def test_perf_quick_smoke(tmp_path):
-    from bench_mlkan.perf import perf_main
+    from bench_mlkan.devtools.perf import perf_main
 
     args = ["--quick", "--threads", "1", "--out", str(tmp_path), "--dtypes", "float64"]
     assert perf_main([*args, "--sections", "layer,pinn"]) == 0

@@ -1,5 +1,5 @@
 """The ``make perf`` figure (``leaderboards/perf/perf-<device>.png|svg``) from the result
-dict that ``bench_mlkan.perf`` writes as JSON.
+dict that ``bench_mlkan.devtools.perf`` writes as JSON.
 
 Top: the KAN layer sweep, one panel per grid size n: forward + backward time of each
 evaluation path divided by the Cox-de Boor layer's (log axis; below 1 = faster), at each

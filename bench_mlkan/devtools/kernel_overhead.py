@@ -1,6 +1,6 @@
 """Per-call cost of the spline kernels on small problems, and the C / PyTorch crossover.
 
-    python -m bench_mlkan.kernel_overhead [--threads 1] [--out FILE.json]
+    python -m bench_mlkan.devtools.kernel_overhead [--threads 1] [--out FILE.json]
 
 For each kernel and problem size (batch B, widths P = Q = 2, cubic, grid 5: the small PINN
 of the user report) it times, after warm-up, the minimum over repeats of
@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from . import kernels as K
-from .splines import Grid
+from .. import kernels as K
+from ..splines import Grid
 
 BATCHES = (1, 16, 128, 1024, 2600, 8192)
 

@@ -2,7 +2,7 @@
 
 Run as its own process (never inside pytest: DDP re-launches the command)::
 
-    python -m bench_mlkan.ddp_check --devices 2 --out ddp.json [--accelerator gpu]
+    python -m bench_mlkan.devtools.ddp_check --devices 2 --out ddp.json [--accelerator gpu]
 
 It trains a small multilevel KAN regression with ``strategy="ddp"`` (gloo on CPU), after
 every step gathers a fingerprint of each rank's parameters, compares the final model with
@@ -20,8 +20,8 @@ import sys
 import lightning as L
 import torch
 
-from .config import RunConfig
-from .engine import train
+from ..config import RunConfig
+from ..engine import train
 
 
 class RankFingerprint(L.Callback):

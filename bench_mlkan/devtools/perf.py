@@ -67,11 +67,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import jets
-from . import kernels as K
-from .cox_de_boor import CoxDeBoorKAN, cox_de_boor_layer_forward, extended_knots
-from .models import KAN, MLP, count_parameters, spline_layer_forward
-from .splines import Grid
+from .. import jets
+from .. import kernels as K
+from ..cox_de_boor import CoxDeBoorKAN, cox_de_boor_layer_forward, extended_knots
+from ..models import KAN, MLP, count_parameters, spline_layer_forward
+from ..splines import Grid
 
 BASELINE = "cox_de_boor"
 DEFAULT_SECTIONS = ["layer", "pinn", "fig3", "step"]
@@ -471,8 +471,8 @@ STEP_ROUTES = ("jet", "autograd")
 
 def _adam_step(task, model: nn.Module, config, route: str) -> Callable[[], Any]:
     """One optimizer step of ``task``'s loss (loss + backward + step) on the given route."""
-    from .optim import make_optimizer
-    from .tasks.pinn import use_derivative_route
+    from ..optim import make_optimizer
+    from ..tasks.pinn import use_derivative_route
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(config.optimizer, params, config.lr, config.optimizer_options)
@@ -543,8 +543,8 @@ def engine_step_times(task_name: str, baseline: str, steps: int, size: str) -> l
     on the first level, no evaluation in between)."""
     import lightning as L
 
-    from .baselines import baseline_config
-    from .engine import train
+    from ..baselines import baseline_config
+    from ..engine import train
 
     class StepTimer(L.Callback):
         def __init__(self):
@@ -571,9 +571,9 @@ def engine_step_times(task_name: str, baseline: str, steps: int, size: str) -> l
 
 def run_step(args, device: torch.device, log) -> dict:
     """Training-step section (see the module docstring)."""
-    from .baselines import baseline_config
-    from .engine import build_model
-    from .tasks import TASKS
+    from ..baselines import baseline_config
+    from ..engine import build_model
+    from ..tasks import TASKS
 
     dtype = getattr(torch, args.step_dtype)
     size = "tiny" if args.quick else "paper"
@@ -917,7 +917,7 @@ def targets(result: dict) -> list[dict]:
 def plot(result: dict, path: Path) -> None:
     """The figure of ``result``: ``path`` (PNG, 200 dpi) and an SVG beside it, grouped by
     grid size on log ratio axes (``bench_mlkan.reporting.perf_figure``)."""
-    from .reporting.perf_figure import draw_perf
+    from ..reporting.perf_figure import draw_perf
 
     draw_perf(result, path)
 
