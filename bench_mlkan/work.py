@@ -87,9 +87,7 @@ class MacsCost(CostModel):
     unit: str = "MAC (analytic multiply-accumulates, fwd+bwd incl. input derivatives)"
 
     def step_cost(self, model, points, derivative_order, input_dim, evaluations, base_grid_size):
-        per_eval = (
-            points * forward_macs_per_point(model) * 3 * (1 + derivative_order * input_dim)
-        )
+        per_eval = points * forward_macs_per_point(model) * 3 * (1 + derivative_order * input_dim)
         return float(per_eval * evaluations)
 
 
