@@ -49,6 +49,10 @@ class RunConfig:
     diverged, like a non-finite one.
     ``resume_from``: a local Lightning checkpoint file (no URLs), loaded with
     ``weights_only=True``.
+    ``strategy_name`` / ``strategy_options``: how the levels are visited
+    (``bench_mlkan.strategies.STRATEGIES``): ``"nested"`` (default: coarse to fine once),
+    ``"vcycle"`` (FAS / MG-OPT coarse corrections after the nested pass), ``"adaptive"``
+    (refine when the loss stalls, within ``work_budget``).
     """
 
     task: str = "regression_rotated"
@@ -80,6 +84,8 @@ class RunConfig:
     checkpoint_every: int = 0
     resume_from: str | None = None
     wandb: dict[str, Any] | None = None
+    strategy_name: str = "nested"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -92,7 +98,12 @@ class RunConfig:
         return cls(**{k: coerce_field(k, v) for k, v in data.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """All fields; ``strategy_name``/``strategy_options`` only when not the default
+        (nested iteration), so the configs (and hashes) of existing records stay as they were."""
+        out = dataclasses.asdict(self)
+        if out["strategy_name"] == "nested" and not out["strategy_options"]:
+            del out["strategy_name"], out["strategy_options"]
+        return out
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -207,6 +218,10 @@ class RunConfig:
         )
         if self.resume_from is not None:
             check_local_file("resume_from", self.resume_from)
+        if self.strategy_name != "nested" or self.strategy_options:
+            from .strategies import check_strategy
+
+            check_strategy(self)
         return self
 
     def warnings(self) -> list[str]:

@@ -95,6 +95,9 @@ class TaskModule(L.LightningModule):
         self.diverged: dict[str, Any] | None = None
         self.level_states: dict[int, dict[str, Tensor]] = {}  # weights at each level's end
         self.last: dict[str, float] = {}
+        # per-parameter tau of an MG-OPT coarse visit (bench_mlkan.strategies): the loss gains
+        # the term -<tau, params>; None otherwise
+        self.loss_shift: dict[str, Tensor] | None = None
 
     # -- data placement and sharding -------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -125,7 +128,11 @@ class TaskModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def loss_terms(self, update_state: bool = False) -> dict[str, Tensor]:
-        return self.task.loss_terms(self.model, self.data, self.state, update_state=update_state)
+        terms = self.task.loss_terms(self.model, self.data, self.state, update_state=update_state)
+        if self.loss_shift is not None:
+            shift = [(p * self.loss_shift[n]).sum() for n, p in self.model.named_parameters()]
+            terms = {**terms, "mgopt_shift": -functools.reduce(torch.add, shift)}
+        return terms
 
     def current_loss(self) -> float:
         """The full loss (summed over ranks) at the current parameters, no state update."""
@@ -552,12 +559,20 @@ def train(
     except ModelContractError as e:
         raise ConfigError(f"model: {e}") from e
     module = TaskModule(config, level=start, model=model, task=task)
-    strategy = MultilevelStrategy(
-        steps,
-        start_level=start,
-        refine_rtol=config.effective_refine_rtol,
-        carry_optimizer_state=config.carry_optimizer_state,
-    )
+    if config.strategy_name == "nested":
+        strategy = MultilevelStrategy(
+            steps,
+            start_level=start,
+            refine_rtol=config.effective_refine_rtol,
+            carry_optimizer_state=config.carry_optimizer_state,
+        )
+    else:
+        from .strategies import make_strategy
+
+        args = (model, module.num_points, task.derivative_order, task.input_dim, 1,
+                config.model_options.get("grid_size"))  # fmt: skip
+        min_cost = COST_MODELS[config.cost_model].step_cost(*args)
+        strategy = make_strategy(config, start, steps, min_cost)
     cbs: list[L.Callback] = [
         strategy,
         ProgressBar(strategy.total_steps, config.progress),

@@ -43,6 +43,7 @@ from .splines import (
     power_relu_basis,
     prolongation,
     relu_cancellation_estimate,
+    restriction,
 )
 
 Squash = Literal["tanh", "sigmoid"] | None
@@ -239,6 +240,29 @@ class BSplineLayer(SplineLayer):
         new.grid = self.grid.refined()
         new.coef = nn.Parameter(self.prolong_tensor(self.coef.detach()))
         return new
+
+    def restrict_tensor(self, t: Tensor) -> Tensor:
+        """L2 projection onto the coarser grid: (..., 2m + k) -> (..., m + k)."""
+        return t @ restriction(coarser_grid(self.grid), t.dtype, t.device).T
+
+    def prolong_adjoint_tensor(self, g: Tensor) -> Tensor:
+        """P^T g: a gradient on the refined grid (..., 2n + k) pulled back to this grid's
+        coefficients (..., n + k) (the gradient of e -> L(c_fine + P e) at e = 0)."""
+        return g @ prolongation(self.grid, g.dtype, g.device)
+
+    def coarsened(self) -> BSplineLayer:
+        """The layer on the coarser grid (n / 2), coefficients L2-projected."""
+        new = copy.deepcopy(self)
+        new.grid = coarser_grid(self.grid)
+        new.coef = nn.Parameter(self.restrict_tensor(self.coef.detach()))
+        return new
+
+
+def coarser_grid(grid: Grid) -> Grid:
+    """The grid with half the intervals (``grid_size`` must be even)."""
+    if grid.grid_size % 2:
+        raise ValueError(f"grid_size {grid.grid_size} is odd: no coarser dyadic grid")
+    return Grid(grid.grid_size // 2, grid.degree, grid.grid_range)
 
 
 class PowerReLULayer(SplineLayer):
@@ -525,6 +549,33 @@ class KAN(SplineNetwork):
     ) -> MultichannelMLP:
         """The equivalent multichannel MLP (w = c A per edge), same function on grid_range."""
         return self._convert(MultichannelMLP, scaled=scaled, evaluation=evaluation)  # type: ignore[return-value]
+
+    def coarsened(self) -> KAN:
+        """The previous level (grid_size / 2): every spline L2-projected onto the coarser
+        grid (``splines.restriction``); the linear first layer and biases are unchanged.
+        ``coarsened().refined()`` is the projection; ``refined().coarsened()`` the identity."""
+        new = copy.deepcopy(self)
+        layers = [cast(BSplineLayer, layer) for layer in self.spline_layers]
+        new.layers = nn.ModuleList(layer.coarsened() for layer in layers)
+        new.grid = coarser_grid(self.grid)
+        new.config = {**self.config, "grid_size": new.grid.grid_size}
+        return new
+
+    def restrict_parameter_tensor(self, name: str, t: Tensor) -> Tensor:
+        """Map a tensor shaped like parameter ``name`` onto the coarsened model's (R t for
+        spline coefficients, a copy for the shared parameters)."""
+        parts = name.split(".")
+        if parts[0] == "layers" and len(parts) == 3:
+            return cast(BSplineLayer, self.spline_layers[int(parts[1])]).restrict_tensor(t)
+        return t.clone()
+
+    def prolong_adjoint_parameter_tensor(self, name: str, g: Tensor) -> Tensor:
+        """P^T g for a gradient ``g`` shaped like parameter ``name`` of the refined model
+        (this model is the coarse one); shared parameters: a copy."""
+        parts = name.split(".")
+        if parts[0] == "layers" and len(parts) == 3:
+            return cast(BSplineLayer, self.spline_layers[int(parts[1])]).prolong_adjoint_tensor(g)
+        return g.clone()
 
 
 class MultichannelMLP(SplineNetwork):

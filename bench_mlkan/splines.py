@@ -273,3 +273,47 @@ def relu_cancellation_estimate(grid: Grid, dtype: torch.dtype, scaled: bool = Tr
     top = float(nb) ** k if scaled else (nb * grid.h) ** k
     weight = 2 ** (k + 1) / math.factorial(k) * (1.0 if scaled else grid.h ** (-k))
     return eps * top * weight * math.sqrt(nb)
+
+
+# ----------------------------------------------------------------------------- restriction
+@lru_cache(maxsize=256)
+def _gram_f64(grid_size: int, degree: int, a: float, b: float) -> Tensor:
+    import numpy as np
+
+    grid = Grid(grid_size, degree, (a, b))
+    nodes, weights = np.polynomial.legendre.leggauss(degree + 1)  # exact for degree 2k + 1
+    left = a + grid.h * torch.arange(grid_size, dtype=torch.float64)
+    x = left[:, None] + 0.5 * grid.h * (torch.tensor(nodes, dtype=torch.float64) + 1.0)
+    w = (0.5 * grid.h * torch.tensor(weights, dtype=torch.float64)).expand_as(x)
+    B = bspline_basis(x.reshape(-1), grid)  # (n (k+1), n + k)
+    return (B * w.reshape(-1, 1)).T @ B
+
+
+def gram_matrix(grid: Grid, dtype=torch.float64, device=None) -> Tensor:
+    """B-spline Gram matrix M_ij = int_a^b B_i B_j dx: (n + k, n + k).
+
+    Exact up to round-off: Gauss-Legendre with k + 1 points per knot interval integrates the
+    degree-2k products exactly; computed in float64.
+    """
+    a, b = grid.grid_range
+    return _gram_f64(grid.grid_size, grid.degree, a, b).to(dtype=dtype, device=device)
+
+
+@lru_cache(maxsize=256)
+def _restriction_f64(grid_size: int, degree: int, a: float, b: float) -> Tensor:
+    P = _prolongation_f64(grid_size, degree)
+    M = _gram_f64(2 * grid_size, degree, a, b)
+    PtM = P.T @ M
+    return torch.linalg.solve(PtM @ P, PtM)
+
+
+def restriction(grid: Grid, dtype=torch.float64, device=None) -> Tensor:
+    """L2 restriction R: (n + k, 2n + k) from the refined grid onto ``grid`` (the coarse one).
+
+    R = (P^T M_f P)^-1 P^T M_f, with P = ``prolongation(grid)`` and M_f the Gram matrix of
+    the fine grid: c_coarse = R c_fine is the least-squares (L2 on [a, b]) projection of
+    the fine spline onto the coarse space, so R P = I (a coarse spline is restricted to
+    itself) and the residual f - P R f is L2-orthogonal to the coarse space.
+    """
+    a, b = grid.grid_range
+    return _restriction_f64(grid.grid_size, grid.degree, a, b).to(dtype=dtype, device=device)
