@@ -925,24 +925,39 @@ def plot(result: dict, path: Path) -> None:
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m bench_mlkan perf", description=__doc__.split("\n")[0]
+        prog="python -m bench_mlkan perf",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  make perf                                         # every section, 2 threads\n"
+        "  python -m bench_mlkan perf --quick                # a small subset, < 1 min\n"
+        "  python -m bench_mlkan perf --sections step --step-dtype float64 --threads 1",
     )
     p.add_argument("--quick", action="store_true", help="a small subset (well under a minute)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda: skipped if unavailable)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     p.add_argument("--repeats", type=int, default=11, help="max interleaved rounds per config")
-    p.add_argument("--min-repeats", type=int, default=5)
+    p.add_argument(
+        "--min-repeats", type=int, default=5, help="rounds per config even past --budget"
+    )
     p.add_argument(
         "--kernels",
         default="default",
         help="kernels in the layer sweep: 'default' (auto's kernel + autograd), 'all', or names",
     )
     p.add_argument("--budget", type=float, default=2.0, help="seconds of rounds per config")
-    p.add_argument("--sections", default=",".join(DEFAULT_SECTIONS))
-    p.add_argument("--dtypes", default="float32,float64")
-    p.add_argument("--pinn-dtype", default="float32")
-    p.add_argument("--fig3-dtype", default="float32")
-    p.add_argument("--step-dtype", default="float64")
+    p.add_argument(
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help="comma-separated subset of " + ",".join(DEFAULT_SECTIONS) + " (default: all); "
+        "a partial run keeps the other sections of the existing JSON, marked carried over",
+    )
+    p.add_argument("--dtypes", default="float32,float64", help="dtypes of the layer section")
+    p.add_argument("--pinn-dtype", default="float32", help="dtype of the PINN-layer section")
+    p.add_argument("--fig3-dtype", default="float32", help="dtype of the paper's Fig. 3 network")
+    p.add_argument(
+        "--step-dtype", default="float64", help="dtype of the PINN training-step section"
+    )
     p.add_argument("--out", default="leaderboards/perf", help="output folder")
     return p
 

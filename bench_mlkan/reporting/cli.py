@@ -76,6 +76,11 @@ def leaderboard_main(argv: list[str] | None = None) -> int:
         prog="python -m bench_mlkan leaderboard",
         description="Render the leaderboards (pages, tables as CSV/JSON, figures) from the run "
         "records: every profile under --results into <out>/<profile>/, plus <out>/README.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  make leaderboard                                  # re-render every shipped profile\n"
+        "  python -m bench_mlkan leaderboard --profile paper --no-plots\n"
+        "  python -m bench_mlkan leaderboard --results runs/results --out runs/leaderboards",
     )
     parser.add_argument(
         "--results",

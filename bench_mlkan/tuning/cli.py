@@ -44,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench_mlkan tune",
         description="Optuna study over a baseline's search space at a fixed work budget.",
-        epilog="Many machines join one study with the same --storage URL and --study name.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Many machines join one study with the same --storage URL and --study name.\n\n"
+        "examples:\n"
+        "  make tune\n"
+        "  python -m bench_mlkan tune --task regression_rotated --baseline kan_multilevel \\\n"
+        "      --trials 40 --budget 128 --workers 2\n"
+        "  python -m bench_mlkan tune --task burgers_1d --baseline kan_multilevel --trials 16 \\\n"
+        "      --budget 1400 --set task_options.size=small --plugin my_ext.py",
     )
     p.add_argument("--task", required=True, help="task name (see bench_mlkan.tasks.TASKS)")
     p.add_argument(
@@ -73,7 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metric", default=None, help="metric to optimise (log10); default: the task's metric"
     )
-    p.add_argument("--pruner", default="median", choices=sorted(PRUNERS))
+    p.add_argument(
+        "--pruner",
+        default="median",
+        choices=sorted(PRUNERS),
+        help="Optuna pruner applied at level boundaries (default: median; none: never prune)",
+    )
     p.add_argument("--heartbeat", type=int, default=10, help="heartbeat interval (s)")
     p.add_argument("--grace", type=int, default=60, help="seconds without heartbeat = dead")
     p.add_argument(
