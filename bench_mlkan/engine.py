@@ -569,10 +569,13 @@ def train(
     else:
         from .strategies import make_strategy
 
-        args = (model, module.num_points, task.derivative_order, task.input_dim, 1,
-                config.model_options.get("grid_size"))  # fmt: skip
-        min_cost = COST_MODELS[config.cost_model].step_cost(*args)
-        strategy = make_strategy(config, start, steps, min_cost)
+        def step_cost(level: int) -> float:
+            return COST_MODELS[config.cost_model].step_cost(
+                build_model(config, task, level), module.num_points, task.derivative_order,
+                task.input_dim, 1, config.model_options.get("grid_size"),
+            )  # fmt: skip
+
+        strategy = make_strategy(config, start, steps, step_cost)
     cbs: list[L.Callback] = [
         strategy,
         ProgressBar(strategy.total_steps, config.progress),

@@ -35,15 +35,17 @@ steps, bit for bit.
 
 **adaptive**: refine when the training loss has not dropped by the factor ``improve``
 over the last ``window`` steps of a level (loss_now > improve * loss_window_ago), or at
-that level's cap ``schedule[l]``; the finest level trains until ``work_budget`` (required)
-is spent. Decisions read only the module's history, so a resumed run decides the same.
+that level's cap (``schedule[l]``, or the steps ``budget_fractions`` buy there); the
+finest level trains until ``work_budget`` (required) is spent; a step that would take
+the work past it is not taken. Decisions read only the module's history, so a resumed run
+decides the same.
 """
 
 from __future__ import annotations
 
 import bisect
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -368,11 +370,8 @@ def check_strategy(config: RunConfig) -> None:
         if config.devices != 1 or config.resume_from is not None:
             raise ConfigError("strategy_name: 'vcycle' runs on one device, without resume_from")
     if name == "adaptive":
-        if config.work_budget is None or config.budget_fractions is not None:
-            raise ConfigError(
-                "strategy_name: 'adaptive' needs work_budget and a schedule (step caps per "
-                "level), not budget_fractions"
-            )
+        if config.work_budget is None:
+            raise ConfigError("strategy_name: 'adaptive' needs a work_budget")
         o = {k: p.default for k, p in accepted.items()} | opts
         if not isinstance(o["window"], int) or o["window"] < 1:
             raise ConfigError(f"strategy_options.window: an integer >= 1, got {o['window']!r}")
@@ -381,10 +380,12 @@ def check_strategy(config: RunConfig) -> None:
 
 
 def make_strategy(
-    config: RunConfig, start: int, steps: list[int], min_step_cost: float
+    config: RunConfig, start: int, steps: list[int], step_cost: Callable[[int], float]
 ) -> MultilevelStrategy:
-    """The configured strategy over ``steps`` from level ``start``; ``min_step_cost``: the
-    cost of one step at the start level (bounds the adaptive run's step count)."""
+    """The configured strategy over ``steps`` from level ``start``; ``step_cost(level)``: the
+    cost of one step at a level (bounds the adaptive run's step count; with
+    ``budget_fractions``, a V-cycle's nested pass is scaled down to leave the cycles'
+    work inside ``work_budget``)."""
     common = dict(
         start_level=start,
         refine_rtol=config.effective_refine_rtol,
@@ -394,5 +395,13 @@ def make_strategy(
     opts = dict(config.strategy_options)
     if cls is AdaptiveStrategy:
         assert config.work_budget is not None
-        opts["max_steps"] = int(config.work_budget / min_step_cost) + 1
+        opts["max_steps"] = int(config.work_budget / step_cost(start)) + 1
+    if cls is VCycleStrategy and config.budget_fractions is not None:
+        assert config.work_budget is not None
+        plain = VCycleStrategy(steps, start, **opts)
+        nested_work = sum(s * step_cost(start + i) for i, s in enumerate(steps))
+        total_work = sum(s * step_cost(level) for level, s in plain.segments)
+        scale = max(0.0, 1.0 - (total_work - nested_work) / config.work_budget)
+        steps = [int(s * scale) for s in steps]
+        steps[-1] = max(steps[-1], 1)  # the nested pass reaches the finest level
     return cls(steps, **common, **opts)  # type: ignore[arg-type]

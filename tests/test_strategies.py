@@ -256,3 +256,18 @@ def test_adaptive_run_refines_early_on_a_plateau_within_the_budget():
     ]  # fmt: skip
     assert r.work <= 21.0
     assert r.work == pytest.approx(4 * 1 + 4 * 2 + 2 * 4)  # a third level-2 step would overspend
+
+
+def test_vcycle_with_budget_fractions_leaves_room_for_its_cycles():
+    options = {"cycles": 1, "coarse_steps": 3, "fine_steps": 2}
+    config = small_config(
+        strategy_name="vcycle",
+        strategy_options=options,
+        budget_fractions=[0.5, 0.5],
+        work_budget=40.0,
+    )
+    r = train(config, task=small_task())
+    assert r.status == "ok", r.error
+    # fractions buy [20, 10] steps (40 work); scaled by 1 - 7/40 to [16, 8], + the cycle's 7
+    assert [h["level"] for h in r.history] == [0] * 16 + [1] * 8 + [0] * 3 + [1] * 2
+    assert r.work == pytest.approx(39.0)
