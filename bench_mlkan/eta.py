@@ -223,6 +223,7 @@ def calibrate(config: dict[str, Any], threads: int | None = None) -> Estimate:
     cfg = RunConfig.from_dict(config).replace(
         schedule=short, budget_fractions=None, work_budget=None, eval_every=0,
         checkpoint_dir=None, checkpoint_every=0, resume_from=None, progress=False, wandb=None,
+        strategy_name="nested", strategy_options={},  # per-step cost: the plain level pass
     )  # fmt: skip
     old_threads = torch.get_num_threads()
     if threads:

@@ -22,6 +22,8 @@ STRATEGY_STYLES = {
     "fine": "--",
     "multilevel": "-",
     "multilevel_carry": "-.",
+    "vcycle": (0, (3, 1, 1, 1, 1, 1)),
+    "adaptive": (0, (1, 1)),
     "single": "-",
 }
 OTHER_STYLE = (0, (5, 1, 1, 1))

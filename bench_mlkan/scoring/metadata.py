@@ -19,7 +19,15 @@ from dataclasses import dataclass
 #: Family groups in table order; every other known family is a "peer" (third-party KANs).
 FAMILY_ORDER = ("kan", "mcmlp", "mlp")
 #: Strategies in table order; others follow by name.
-STRATEGY_ORDER = ("coarse", "fine", "multilevel", "multilevel_carry", "single")
+STRATEGY_ORDER = (
+    "coarse",
+    "fine",
+    "multilevel",
+    "multilevel_carry",
+    "vcycle",
+    "adaptive",
+    "single",
+)
 UNKNOWN = "unknown"
 
 
