@@ -210,7 +210,8 @@ def fmt_ratio(v: float) -> str:
 
 
 def cell(runs: Sequence[Run]) -> str:
-    """'gm (min-max) k/n' for a baseline under one reading ('div' counts diverged runs)."""
+    """'mean / median' of a baseline under one reading (finished runs), then the count of
+    diverged ('div') and crashed ('failed') runs."""
     if not runs:
         return ""
     vals = usable(runs)
@@ -220,7 +221,7 @@ def cell(runs: Sequence[Run]) -> str:
     parts = []
     if finite:
         s = summarize(finite)
-        parts.append(f"{fmt(s.gmean)} ({fmt(s.minimum)}-{fmt(s.maximum)})")
+        parts.append(f"{fmt(s.mean)} / {fmt(s.median)}")
     if div:
         parts.append(f"{div} div")
     if failed:
@@ -247,10 +248,12 @@ def render_page(
     claims: Sequence[Claim] = CLAIMS,
     summary_text: str | None = None,
     findings: Sequence[str] = (),
+    paper: dict[str, tuple[float, float]] | None = None,
 ) -> str:
     """The markdown page: verdict paragraph, readings x claims, (findings,) readings x
     baselines, per-reading details, definitions. ``findings``: bullet texts kept with the
-    profile (its ``"findings": {task: [...]}``), shown as written."""
+    profile (its ``"findings": {task: [...]}``), shown as written; ``paper``: {baseline:
+    (mean, sd)} of the paper's table, shown as the first row of the MSE table."""
     results = {r.name: [evaluate_claim(c, data.get(r.name, {})) for c in claims] for r in readings}
     lines = [
         f"# Sensitivity of the paper's `{task}` claims to the readings it leaves open",
@@ -281,12 +284,21 @@ def render_page(
         "",
         "## Train MSE per reading and baseline",
         "",
-        "Geometric mean over seeds (min-max); 'div' = diverged runs (counted as +inf in "
-        "the claims), 'failed' = crashed runs (left out).",
+        "Mean / median over the seeds that finished (the paper reports means; a median "
+        "resists one bad seed); 'div' = diverged runs (counted as +inf in the claims), "
+        "'failed' = crashed runs (left out). Per-seed values further down.",
         "",
         "| reading | " + " | ".join(f"`{b}`" for b in present) + " |",
         "|---|" + "---|" * len(present),
     ]
+    if paper:
+        lines.append(
+            "| **paper** (mean (sd)) | "
+            + " | ".join(
+                f"{fmt(paper[b][0])} ({fmt(paper[b][1])})" if b in paper else "" for b in present
+            )
+            + " |"
+        )
     for r in readings:
         runs = data.get(r.name, {})
         lines.append(f"| `{r.name}` | " + " | ".join(cell(runs.get(b, [])) for b in present) + " |")
@@ -403,6 +415,13 @@ def load_readings(profile: dict[str, Any], task: str) -> list[Reading]:
     return list(out.values())
 
 
+def paper_rows(task: str) -> dict[str, tuple[float, float]]:
+    """{baseline: (mean, sd)} of the paper's table for ``task`` (``paper_results.json``)."""
+    path = Path(__file__).with_name("paper_results.json")
+    rows = json.loads(path.read_text()).get("tasks", {}).get(task, {}).get("rows", {})
+    return {b: (r["mean"], r["sd"]) for b, r in rows.items() if "mean" in r and "sd" in r}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .bench import load_profile
     from .records import DEFAULT_RESULTS, iter_records
@@ -423,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         task=args.task,
         profile=name,
         findings=profile.get("findings", {}).get(args.task, ()),
+        paper=paper_rows(args.task),
     )
     out = args.out or DEFAULT_RESULTS.parent / "sensitivity" / f"{args.task}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -307,6 +307,7 @@ def test_page_renders_from_fixture_records():
         task="regression_rotated",
         profile="ablation_x",
         findings=["a finding"],
+        paper={"kan_fine": (2.54e-3, 5.64e-3)},
     )
     first = page.split("\n\n")[2]
     assert first.startswith("**All claims reproduce together under: `literal`.**")
@@ -314,6 +315,11 @@ def test_page_renders_from_fixture_records():
     row = next(line for line in page.splitlines() if line.startswith("| `suite` | **holds**"))
     assert "fails" in row
     assert "1 div" in page and "1 failed" in page and "1239: - (failed)" in page
+    # mean / median of kan_fine@suite: 1.8e-5 x wiggle, by hand
+    w = [1.0, 1.5, 0.7, 1.2, 0.9]
+    row = next(line for line in page.splitlines() if line.startswith("| `suite` | 1."))
+    assert f"{1.8e-5 * sum(w) / 5:.2e} / {1.8e-5:.2e}" in row
+    assert "| **paper** (mean (sd)) |  | 2.54e-03 (5.64e-03) |" in page
     assert '`{"a": 1}`' in page and "## Findings\n\n- a finding" in page
     only_suite = render_page(
         collect(fixture_records()), READINGS[1:], task="regression_rotated", profile="x"
@@ -340,3 +346,10 @@ def test_run_dataclass_order():
     data = collect([record("kan_fine", "v", 2, 1e-3), record("kan_fine@v", None, 1, 2e-3)])
     assert [r.seed for r in data["v"]["kan_fine"]] == [1, 2]
     assert data["v"]["kan_fine"][0] == Run(1, "ok", 2e-3)
+
+
+def test_paper_rows_are_table_2():
+    from bench_mlkan.sensitivity import paper_rows
+
+    rows = paper_rows("regression_rotated")
+    assert rows["kan_multilevel"] == (3.67e-5, 7.19e-5) and rows["mcmlp_fine"] == (1.35, 0.15)
