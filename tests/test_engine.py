@@ -13,21 +13,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+from toy import small_task  # noqa: E402
+
 from bench_mlkan import KAN, MLP, MultichannelMLP  # noqa: E402
 from bench_mlkan.config import ConfigError, RunConfig  # noqa: E402
 from bench_mlkan.engine import build_model, plan_schedule, train  # noqa: E402
 from bench_mlkan.tasks import FunctionRegression  # noqa: E402
 from bench_mlkan.work import forward_macs_per_point  # noqa: E402
-
-
-def small_task(n_train: int = 64) -> FunctionRegression:
-    return FunctionRegression(
-        lambda p: torch.sin(3 * p[:, 0]) * p[:, 1],
-        [(-1.0, 1.0), (0.0, 2.0)],
-        n_train=n_train,
-        n_test=32,
-        eval_points_per_dim=9,
-    )
 
 
 def small_config(**changes) -> RunConfig:

@@ -13,22 +13,14 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+from toy import small_task  # noqa: E402
+
 from bench_mlkan.baselines import BASELINES, baseline_config, baseline_tasks  # noqa: E402
 from bench_mlkan.config import REFINE_RTOL, ConfigError, RunConfig  # noqa: E402
 from bench_mlkan.diagnostics import is_collapsed, outside_grid_fractions  # noqa: E402
 from bench_mlkan.engine import train  # noqa: E402
 from bench_mlkan.models import KAN  # noqa: E402
 from bench_mlkan.tasks import FunctionRegression  # noqa: E402
-
-
-def small_task(n_train: int = 64) -> FunctionRegression:
-    return FunctionRegression(
-        lambda p: torch.sin(3 * p[:, 0]) * p[:, 1],
-        [(-1.0, 1.0), (0.0, 2.0)],
-        n_train=n_train,
-        n_test=32,
-        eval_points_per_dim=9,
-    )
 
 
 def small_config(**changes) -> RunConfig:

@@ -13,6 +13,8 @@ from scipy.interpolate import BSpline
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+from toy import small_task  # noqa: E402
+
 from bench_mlkan import KAN  # noqa: E402
 from bench_mlkan.config import ConfigError, RunConfig  # noqa: E402
 from bench_mlkan.engine import TaskModule, train  # noqa: E402
@@ -25,7 +27,6 @@ from bench_mlkan.strategies import (  # noqa: E402
     coarse_shift,
     vcycle_plan,
 )
-from bench_mlkan.tasks import FunctionRegression  # noqa: E402
 
 
 def scipy_spline(grid: Grid, coef: np.ndarray) -> BSpline:
@@ -100,16 +101,6 @@ def test_network_coarsened_inverts_refined():
 
 
 # ----------------------------------------------------------------------------- V-cycles
-def small_task(n_train: int = 64) -> FunctionRegression:
-    return FunctionRegression(
-        lambda p: torch.sin(3 * p[:, 0]) * p[:, 1],
-        [(-1.0, 1.0), (0.0, 2.0)],
-        n_train=n_train,
-        n_test=32,
-        eval_points_per_dim=9,
-    )
-
-
 def small_config(**changes) -> RunConfig:
     base = RunConfig(
         task="function_regression",
