@@ -188,7 +188,11 @@ def test_every_baseline_has_a_space_whose_trials_are_valid_configs():
         assert (folder / "search_space.json").exists(), name
         for task in baseline_tasks(name):
             spec = tuning.StudySpec(task=task, baseline=name, budget=64.0, metric="rel_l2")
-            tuning.validate_spec(spec)  # the corners of the space are valid configs
+            try:
+                tuning.validate_spec(spec)  # the corners of the space are valid configs
+            except ModuleNotFoundError as e:  # a peer whose optional extra is not installed
+                assert "pip install '.[peers]'" in str(e), e
+                continue
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
             for _ in range(3):
                 config, tuned = tuning.trial_config(spec, study.ask())
