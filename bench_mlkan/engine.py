@@ -688,6 +688,7 @@ def _quiet_lightning() -> None:
         ".*GPU available.*",
         ".*callbacks used to create the checkpoint.*",
         ".*no pre-optimization state was saved.*",
+        ".*exists and is not empty.*",  # the bench's own checkpoint folder of a resumable run
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
