@@ -424,13 +424,13 @@ def paper_rows(task: str) -> dict[str, tuple[float, float]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .bench import load_profile
-    from .records import DEFAULT_RESULTS, iter_records
+    from .records import SHIPPED_LEADERBOARDS, SHIPPED_RESULTS, iter_records
 
     p = argparse.ArgumentParser(prog="python -m bench_mlkan.sensitivity", description=__doc__)
     p.add_argument("--profile", default="ablation_regression")
     p.add_argument("--task", default="regression_rotated")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--results", type=Path, default=SHIPPED_RESULTS, help="records root")
+    p.add_argument("--out", type=Path, default=None, help="default: leaderboards/sensitivity/")
     args = p.parse_args(argv)
     profile = load_profile(args.profile)
     name = profile.get("name", args.profile)
@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         findings=profile.get("findings", {}).get(args.task, ()),
         paper=paper_rows(args.task),
     )
-    out = args.out or DEFAULT_RESULTS.parent / "sensitivity" / f"{args.task}.md"
+    out = args.out or SHIPPED_LEADERBOARDS / "sensitivity" / f"{args.task}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     print(f"wrote {out} ({len(records)} records)")
