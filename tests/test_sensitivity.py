@@ -353,3 +353,38 @@ def test_paper_rows_are_table_2():
 
     rows = paper_rows("regression_rotated")
     assert rows["kan_multilevel"] == (3.67e-5, 7.19e-5) and rows["mcmlp_fine"] == (1.35, 0.15)
+
+
+def test_entry_point_writes_the_page(tmp_path):
+    from bench_mlkan.sensitivity import main
+
+    profile = {
+        "variants": {"literal": "reproduces", "suite": "ours"},
+        "findings": {"regression_rotated": ["the finding"]},
+        "experiments": [
+            {"task": "regression_rotated", "variant": v, "seeds": [1234], "baselines": ["kan_fine"]}
+            for v in ("literal", "suite")
+        ],
+    }
+    path = tmp_path / "ablation_fixture.json"
+    path.write_text(json.dumps(profile))
+    for rec in fixture_records():
+        row = f"{rec['baseline']}@{rec['variant']}"
+        out = (
+            tmp_path
+            / "results"
+            / "ablation_fixture"
+            / rec["task"]
+            / row
+            / f"seed{rec['seed']}.json"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rec))
+    page = tmp_path / "page.md"
+    assert (
+        main(["--profile", str(path), "--results", str(tmp_path / "results"), "--out", str(page)])
+        == 0
+    )
+    text = page.read_text()
+    assert "**All claims reproduce together under: `literal`.**" in text
+    assert "- the finding" in text and "| `suite` | ours |" in text
