@@ -163,8 +163,10 @@ def evaluate_claim(claim: Claim, runs: dict[str, list[Run]], alpha: float = ALPH
         s = summarize(a)
         lo, hi = claim.value / claim.factor, claim.value * claim.factor
         verdict = "holds" if lo <= s.mean <= hi else "fails"
+        side = "" if lo <= s.mean <= hi else (", lower" if s.mean < lo else ", higher")
         detail = (
-            f"mean {fmt(s.mean)} vs paper {fmt(claim.value)} ({fmt_ratio(s.mean / claim.value)})"
+            f"mean {fmt(s.mean)} vs paper {fmt(claim.value)} "
+            f"({fmt_ratio(s.mean / claim.value)}{side})"
         )
         return ClaimResult(claim, verdict, detail, summary=s)
     if claim.kind == "above":

@@ -298,6 +298,9 @@ def test_claims_on_fixture_records():
     runs = data["suite"]["mcmlp_multilevel"]
     assert runs[-1].value == math.inf and len(data["suite"]["kan_fine"]) == 6
     assert evaluate_claim(CLAIMS[0], {}).verdict == "no data"
+    low = {"kan_multilevel": [Run(1, "ok", 1e-6), Run(2, "ok", 2e-6)]}
+    r = evaluate_claim(CLAIMS[0], low)
+    assert r.verdict == "fails" and r.detail.endswith("(0.0409x, lower)")
 
 
 def test_page_renders_from_fixture_records():
