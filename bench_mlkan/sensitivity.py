@@ -1,20 +1,28 @@
-"""Which readings of the paper reproduce its regression claims (Table 2, METHOD.md 5.1).
+"""Which readings of the paper reproduce its claims, per task (METHOD.md section 5).
 
-An ablation profile (``bench_mlkan/profiles/ablation_regression.json``) runs the Table 2
+An ablation profile (e.g. ``bench_mlkan/profiles/ablation_regression.json``) runs a task's
 baselines under several *readings* - experiments that share a ``variant`` name and a set
 of overrides, described in the profile's ``"variants"`` map - and the bench writes one
 record per run to ``<results>/<profile>/<task>/<baseline>@<variant>/seed<k>.json``.
 This module turns those records into ``leaderboards/sensitivity/<task>.md``: for each of
-the paper's claims (``CLAIMS``), under which readings it holds and under which it fails,
-with the per-seed numbers and the statistics of ``bench_mlkan.stats``.
+the paper's claims on that task (``bench_mlkan/paper_results.json``, read through
+``scoring.claims``; ``claims_for`` splits a claim against several rows into one part per
+row), under which readings it holds and under which it fails, on the metric the task is
+ranked by, with the per-seed numbers and the statistics of ``bench_mlkan.stats``.
+
+A profile's ``"inherit": {variant: other}`` lets a reading that changes only some
+baselines (e.g. carried optimizer moments: single-grid runs have no refinement) take the
+other baselines' runs from reading ``other``; the page marks those cells.
 
 Pure functions: ``collect`` (records -> values per reading and baseline),
 ``evaluate_claim`` (values -> ``ClaimResult``), ``render_page`` (-> markdown). The entry
 point ``python -m bench_mlkan.sensitivity --profile ablation_regression`` reads the records
-and the profile and writes the page (generated; never edit it by hand).
+and the profile and writes one page per task of the profile (generated; never edit them
+by hand).
 
-Runs that diverged count as MSE = +inf (worst rank, infinite mean); runs that failed
-(crashed) are listed and left out of the statistics.
+Runs that diverged count as metric = +inf (worst rank, infinite mean); runs that failed
+(crashed) are listed and left out of the statistics. Claims compare final values (the
+paper's tables report the end of each run).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +40,34 @@ from .stats import ALPHA, Comparison, Summary, compare, summarize
 
 ClaimKind = Literal["within", "beats", "above", "no_gain"]
 
-#: Baselines the claims name, in the order of the page's tables.
+#: Baselines in the order of the page's tables (others follow, sorted).
 BASELINE_ORDER = (
     "kan_coarse",
     "kan_fine",
     "kan_multilevel",
+    "kan_multilevel_carry",
     "mcmlp_coarse",
     "mcmlp_fine",
     "mcmlp_multilevel",
+    "mlp_small",
+    "mlp_medium",
     "mlp_large",
 )
+
+#: Short names of baselines in claim texts.
+LABELS = {
+    "kan_coarse": "spline coarse",
+    "kan_fine": "spline fine",
+    "kan_multilevel": "spline multilevel",
+    "mcmlp_coarse": "ReLU coarse",
+    "mcmlp_fine": "ReLU fine",
+    "mcmlp_multilevel": "ReLU multilevel",
+}
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper about train MSE (lower is better).
+    """One part of a paper claim about the task's metric (lower is better).
 
     kind:
         "within"  - mean(a) within a factor ``factor`` of the paper's ``value``.
@@ -63,20 +85,56 @@ class Claim:
     value: float | None = None
 
 
-#: The claims of the paper's Table 2 (METHOD.md 5.1).
-CLAIMS: tuple[Claim, ...] = (
-    Claim("C1", "spline multilevel within 3x of 3.67e-5", "within", "kan_multilevel",
-          factor=3.0, value=3.67e-5),
-    Claim("C2", "spline multilevel >= 10x below spline coarse", "beats", "kan_multilevel",
-          "kan_coarse", factor=10.0),
-    Claim("C3", "spline multilevel >= 10x below spline fine", "beats", "kan_multilevel",
-          "kan_fine", factor=10.0),
-    Claim("C4", "spline multilevel >= 10x below ReLU multilevel", "beats", "kan_multilevel",
-          "mcmlp_multilevel", factor=10.0),
-    Claim("C5", "ReLU fine fails (median MSE > 0.1)", "above", "mcmlp_fine", value=0.1),
-    Claim("C6", "ReLU multilevel gains nothing over ReLU coarse (< 2x)", "no_gain",
-          "mcmlp_multilevel", "mcmlp_coarse", factor=2.0),
-)  # fmt: skip
+KIND = {"near_paper": "within", "lower_by": "beats", "above": "above", "no_gain": "no_gain"}
+
+
+def label(baseline: str) -> str:
+    return LABELS.get(baseline, baseline)
+
+
+def short_number(v: float) -> str:
+    """3.67e-05 -> '3.67e-5', 0.1 -> '0.1'."""
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + m.group(1).lstrip("+") + m.group(2), f"{v:.3g}")
+
+
+def claim_text(kind: ClaimKind, a: str, b: str | None, factor: float, value: float | None) -> str:
+    """The short text of one claim part, e.g. 'spline multilevel >= 10x below spline fine'."""
+    if kind == "within":
+        return f"{label(a)} within {factor:g}x of {short_number(value or math.nan)}"
+    if kind == "above":
+        return f"{label(a)} fails (median > {short_number(value or math.nan)})"
+    if kind == "no_gain":
+        return f"{label(a)} gains nothing over {label(b or '')} (< {factor:g}x)"
+    return f"{label(a)} {f'>= {factor:g}x ' if factor != 1 else ''}below {label(b or '')}"
+
+
+def claims_for(task: str, paper: dict[str, Any] | None = None) -> tuple[Claim, ...]:
+    """The paper's claims on ``task`` (``paper_results.json`` via ``scoring.claims``), one
+    part per compared row; key = the claim's id, with ``.i`` for the i-th part."""
+    from .scoring.claims import load_paper, paper_claims
+
+    paper = paper if paper is not None else load_paper()
+    rows = paper.get("tasks", {}).get(task, {}).get("rows", {})
+    out: list[Claim] = []
+    for c in paper_claims(paper, task):
+        kind: ClaimKind = KIND[c.kind]  # type: ignore[assignment]
+        if kind == "within":
+            value = float(rows[c.subject]["mean"])
+            out.append(Claim(c.id, claim_text(kind, c.subject, None, c.factor, value), kind,
+                             c.subject, factor=c.factor, value=value))  # fmt: skip
+        elif kind == "above":
+            out.append(Claim(c.id, claim_text(kind, c.subject, None, c.factor, c.value), kind,
+                             c.subject, value=c.value))  # fmt: skip
+        else:
+            for i, b in enumerate(c.against):
+                key = c.id if len(c.against) == 1 else f"{c.id}.{i + 1}"
+                out.append(Claim(key, claim_text(kind, c.subject, b, c.factor, None), kind,
+                                 c.subject, b, factor=c.factor))  # fmt: skip
+    return tuple(out)
+
+
+#: The claims of the paper's Table 2 (METHOD.md 5.1), split per compared row.
+CLAIMS: tuple[Claim, ...] = claims_for("regression_rotated")
 
 
 @dataclass(frozen=True)
@@ -107,6 +165,7 @@ class Reading:
     description: str
     overrides: dict[str, Any]
     baselines: tuple[str, ...] = ()
+    inherit: str | None = None  # baselines this reading does not run come from this one
 
 
 # ----------------------------------------------------------------------------- records
@@ -241,22 +300,56 @@ SYMBOL = {
 
 
 # ----------------------------------------------------------------------------- page
+def reading_runs(
+    data: dict[str, dict[str, list[Run]]], reading: Reading
+) -> tuple[dict[str, list[Run]], set[str]]:
+    """({baseline: runs} of one reading, the baselines taken from ``reading.inherit``)."""
+    own = data.get(reading.name, {})
+    if not reading.inherit:
+        return own, set()
+    base = data.get(reading.inherit, {})
+    return {**base, **own}, set(base) - set(own)
+
+
+def baseline_order(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    return [b for b in BASELINE_ORDER if b in names] + sorted(names - set(BASELINE_ORDER))
+
+
 def render_page(
     data: dict[str, dict[str, list[Run]]],
     readings: Sequence[Reading],
     *,
     task: str,
     profile: str,
-    claims: Sequence[Claim] = CLAIMS,
+    claims: Sequence[Claim] | None = None,
     summary_text: str | None = None,
     findings: Sequence[str] = (),
     paper: dict[str, tuple[float, float]] | None = None,
+    metric_label: str | None = None,
+    settings: str | None = None,
 ) -> str:
     """The markdown page: verdict paragraph, readings x claims, (findings,) readings x
-    baselines, per-reading details, definitions. ``findings``: bullet texts kept with the
-    profile (its ``"findings": {task: [...]}``), shown as written; ``paper``: {baseline:
-    (mean, sd)} of the paper's table, shown as the first row of the MSE table."""
-    results = {r.name: [evaluate_claim(c, data.get(r.name, {})) for c in claims] for r in readings}
+    baselines, per-reading details, definitions. ``claims``: default ``claims_for(task)``,
+    parts that no reading measures are left out and named; ``findings``: bullet texts kept
+    with the profile (its ``"findings": {task: [...]}``), shown as written; ``paper``:
+    {baseline: (mean, sd)} of the paper's table, shown as the first row of the metric
+    table; ``metric_label``: default the task's; ``settings``: the profile's description."""
+    if metric_label is None:
+        from .scoring.metadata import task_info
+
+        metric_label = task_info(task).metric_label
+    runs_of = {r.name: reading_runs(data, r) for r in readings}
+    every = [
+        (c, [evaluate_claim(c, runs_of[r.name][0]) for r in readings])
+        for c in (claims_for(task) if claims is None else claims)
+    ]
+    unmeasured = [c for c, res in every if all(x.verdict == "no data" for x in res)]
+    claims = [c for c, res in every if c not in unmeasured]
+    results = {
+        r.name: [res[k] for c, res in every if c not in unmeasured] for k, r in enumerate(readings)
+    }
+    metric_cap = metric_label[:1].upper() + metric_label[1:]
     lines = [
         f"# Sensitivity of the paper's `{task}` claims to the readings it leaves open",
         "",
@@ -265,9 +358,20 @@ def render_page(
         "",
         summary_text or verdict_paragraph(results, readings, claims),
         "",
+    ]
+    if settings:
+        lines += [f"Settings: {settings}", ""]
+    if unmeasured:
+        lines += [
+            "Not measured by this profile (a baseline it names has no runs): "
+            + "; ".join(f"{c.key} ({c.text})" for c in unmeasured)
+            + ".",
+            "",
+        ]
+    lines += [
         "## Claims x readings",
         "",
-        "Each cell: the verdict on train MSE over the seeds of that reading "
+        f"Each cell: the verdict on {metric_label} over the seeds of that reading "
         "(**holds** = significant at p < "
         f"{ALPHA}; n.s. = the point estimate says so, the rank test does not), then the "
         "numbers behind it. Ratios are of geometric means with a 95% bootstrap interval; "
@@ -281,14 +385,20 @@ def render_page(
         lines.append(f"| `{r.name}` | " + " | ".join(cells) + " |")
     if findings:
         lines += ["", "## Findings", ""] + [f"- {f}" for f in findings]
-    present = [b for b in BASELINE_ORDER if any(b in data.get(r.name, {}) for r in readings)]
+    present = baseline_order(b for r in readings for b in runs_of[r.name][0])
     lines += [
         "",
-        "## Train MSE per reading and baseline",
+        f"## {metric_cap} per reading and baseline",
         "",
         "Mean / median over the seeds that finished (the paper reports means; a median "
         "resists one bad seed); 'div' = diverged runs (counted as +inf in the claims), "
-        "'failed' = crashed runs (left out). Per-seed values further down.",
+        "'failed' = crashed runs (left out). Per-seed values further down."
+        + (
+            " A cell marked (= `r`) holds the runs of reading `r` (the reading does not "
+            "change that baseline)."
+            if any(runs_of[r.name][1] for r in readings)
+            else ""
+        ),
         "",
         "| reading | " + " | ".join(f"`{b}`" for b in present) + " |",
         "|---|" + "---|" * len(present),
@@ -302,8 +412,12 @@ def render_page(
             + " |"
         )
     for r in readings:
-        runs = data.get(r.name, {})
-        lines.append(f"| `{r.name}` | " + " | ".join(cell(runs.get(b, [])) for b in present) + " |")
+        runs, inherited = runs_of[r.name]
+        cells = [
+            cell(runs.get(b, [])) + (f" (= `{r.inherit}`)" if b in inherited else "")
+            for b in present
+        ]
+        lines.append(f"| `{r.name}` | " + " | ".join(cells) + " |")
     lines += ["", "## Readings", "", "| reading | what changes | overrides |", "|---|---|---|"]
     for r in readings:
         ov = json.dumps(r.overrides, sort_keys=True) if r.overrides else "(none)"
@@ -332,7 +446,7 @@ def render_page(
             mean = f"{fmt(s.mean)} ({fmt(s.sd)})" if s else "-"
             lines.append(f"| `{b}` | {per_seed} | {mean} | {fmt(s.median) if s else '-'} |")
         lines.append("")
-    lines += definitions(claims)
+    lines += definitions(claims, metric_label)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -378,30 +492,52 @@ def verdict_paragraph(
     )
 
 
-def definitions(claims: Sequence[Claim]) -> list[str]:
-    return [
+def definitions(claims: Sequence[Claim], metric_label: str = "train MSE") -> list[str]:
+    kinds = {c.kind for c in claims}
+
+    def keys(kind: str) -> str:
+        return ", ".join(c.key for c in claims if c.kind == kind)
+
+    lines = [
         "## How the verdicts are computed",
         "",
-        "- Metric: train MSE at the end of the run (the paper's Table 2 reports train MSE).",
-        "- **within** (C1): the mean over seeds (the paper reports means) lies within the "
-        "factor of the paper's mean.",
-        "- **beats** (C2-C4): ratio = geometric mean of B / geometric mean of A; 'holds' when "
-        f"ratio >= factor and the one-sided Mann-Whitney test of factor x A < B has p < {ALPHA}; "
-        "'fails' when ratio < factor and the reverse test is significant; '(n.s.)' otherwise. "
-        "With 5 seeds per group the smallest exact p is 1/252 = 0.004; ties make it "
-        "asymptotic.",
-        "- **above** (C5): the median over seeds exceeds the threshold.",
-        "- **no_gain** (C6): the negation of 'A beats B by the factor'.",
-        "- Diverged runs count as MSE = +inf; crashed runs are listed and left out. "
-        "Statistics: `bench_mlkan/stats.py`.",
+        f"- Metric: {metric_label} at the end of the run (the task's ranking metric); the "
+        "claims are those of `bench_mlkan/paper_results.json` on this task, a claim against "
+        "several rows split into one part per row.",
     ]
+    if "within" in kinds:
+        lines.append(
+            f"- **within** ({keys('within')}): the mean over seeds (the paper reports means) "
+            "lies within the factor of the paper's mean."
+        )
+    if "beats" in kinds:
+        lines.append(
+            f"- **beats** ({keys('beats')}): ratio = geometric mean of B / geometric mean of "
+            "A; 'holds' when ratio >= factor and the one-sided Mann-Whitney test of factor x "
+            f"A < B has p < {ALPHA}; 'fails' when ratio < factor and the reverse test is "
+            "significant; '(n.s.)' otherwise. With 5 seeds per group the smallest exact p is "
+            "1/252 = 0.004 (3 seeds: 1/20 = 0.05, never significant; 2 seeds: 1/6); ties "
+            "make it asymptotic."
+        )
+    if "above" in kinds:
+        lines.append(f"- **above** ({keys('above')}): the median over seeds exceeds the threshold.")
+    if "no_gain" in kinds:
+        lines.append(
+            f"- **no_gain** ({keys('no_gain')}): the negation of 'A beats B by the factor'."
+        )
+    lines.append(
+        "- Diverged runs count as +inf; crashed runs are listed and left out. "
+        "Statistics: `bench_mlkan/stats.py`."
+    )
+    return lines
 
 
 # ----------------------------------------------------------------------------- entry point
 def load_readings(profile: dict[str, Any], task: str) -> list[Reading]:
     """The readings (experiments with a ``variant``) of ``task`` in profile order; their
-    descriptions come from the profile's top-level ``"variants": {name: text}``."""
-    texts = profile.get("variants", {})
+    descriptions come from the profile's top-level ``"variants": {name: text}``, what they
+    inherit from its ``"inherit": {name: other}``."""
+    texts, inherit = profile.get("variants", {}), profile.get("inherit", {})
     out: dict[str, Reading] = {}
     for exp in profile.get("experiments", []):
         if exp.get("task") != task:
@@ -413,8 +549,15 @@ def load_readings(profile: dict[str, Any], task: str) -> list[Reading]:
             texts.get(name, ""),
             prev.overrides if prev else exp.get("overrides", {}),
             (prev.baselines if prev else ()) + tuple(exp.get("baselines", ())),
+            inherit.get(name),
         )
     return list(out.values())
+
+
+def profile_tasks(profile: dict[str, Any]) -> list[str]:
+    """The tasks of the profile's readings (experiments with a ``variant``), in order."""
+    tasks = [e["task"] for e in profile.get("experiments", []) if e.get("variant")]
+    return list(dict.fromkeys(tasks))
 
 
 def paper_rows(task: str) -> dict[str, tuple[float, float]]:
@@ -424,32 +567,54 @@ def paper_rows(task: str) -> dict[str, tuple[float, float]]:
     return {b: (r["mean"], r["sd"]) for b, r in rows.items() if "mean" in r and "sd" in r}
 
 
+def render_task_page(
+    profile: dict[str, Any], task: str, records: Iterable[dict[str, Any]], name: str
+) -> str:
+    """The page of ``task`` from the profile and its records (any task's; others ignored)."""
+    from .scoring.metadata import task_info
+
+    info = task_info(task)
+    data = collect((r for r in records if r.get("task") == task), info.metric)
+    return render_page(
+        data,
+        load_readings(profile, task),
+        task=task,
+        profile=name,
+        findings=profile.get("findings", {}).get(task, ()),
+        paper=paper_rows(task),
+        metric_label=info.metric_label,
+        settings=profile.get("settings", {}).get(task),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .bench import load_profile
     from .records import SHIPPED_LEADERBOARDS, SHIPPED_RESULTS, iter_records
 
     p = argparse.ArgumentParser(prog="python -m bench_mlkan.sensitivity", description=__doc__)
     p.add_argument("--profile", default="ablation_regression")
-    p.add_argument("--task", default="regression_rotated")
+    p.add_argument("--task", default=None, help="default: every task of the profile")
     p.add_argument("--results", type=Path, default=SHIPPED_RESULTS, help="records root")
-    p.add_argument("--out", type=Path, default=None, help="default: leaderboards/sensitivity/")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="a folder (default leaderboards/sensitivity/), or a .md file with one task",
+    )
     args = p.parse_args(argv)
     profile = load_profile(args.profile)
     name = profile.get("name", args.profile)
-    records = [r for r in iter_records(Path(args.results) / name) if r.get("task") == args.task]
-    data = collect(records)
-    page = render_page(
-        data,
-        load_readings(profile, args.task),
-        task=args.task,
-        profile=name,
-        findings=profile.get("findings", {}).get(args.task, ()),
-        paper=paper_rows(args.task),
-    )
-    out = args.out or SHIPPED_LEADERBOARDS / "sensitivity" / f"{args.task}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
-    print(f"wrote {out} ({len(records)} records)")
+    tasks = [args.task] if args.task else profile_tasks(profile)
+    out = Path(args.out) if args.out else SHIPPED_LEADERBOARDS / "sensitivity"
+    if out.suffix == ".md" and len(tasks) != 1:
+        p.error(f"--out {out}: a single page needs --task (the profile has {len(tasks)} tasks)")
+    records = list(iter_records(Path(args.results) / name))
+    for task in tasks:
+        path = out if out.suffix == ".md" else out / f"{task}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_task_page(profile, task, records, name))
+        n = sum(r.get("task") == task for r in records)
+        print(f"wrote {path} ({n} records)")
     return 0
 
 
