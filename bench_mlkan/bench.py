@@ -396,6 +396,8 @@ def checkpoint_every_for(spec: RunSpec, seconds: float | None, policy: int | Non
     """Steps between checkpoints of ``spec``: ``policy`` when given (0 = never); else (auto)
     about every CHECKPOINT_PERIOD_S of a run estimated at >= CHECKPOINT_AFTER_S, or every
     CHECKPOINT_FALLBACK_STEPS of a longer run without an estimate."""
+    if not resumable(spec.config):
+        return 0
     if policy is not None:
         return max(0, int(policy))
     from .eta import planned_steps
@@ -408,6 +410,13 @@ def checkpoint_every_for(spec: RunSpec, seconds: float | None, policy: int | Non
     if seconds < CHECKPOINT_AFTER_S:
         return 0
     return max(1, math.ceil(steps * CHECKPOINT_PERIOD_S / seconds))
+
+
+def resumable(config: dict[str, Any]) -> bool:
+    """Whether a run of ``config`` can continue from a checkpoint: not a V-cycle, whose open
+    cycle (the fine models it will correct) lives only in memory; such a run is never
+    checkpointed and a killed one restarts from step 0."""
+    return config.get("strategy_name", "nested") != "vcycle"
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -448,6 +457,12 @@ def prepare_checkpoints(
     import torch
 
     folder = checkpoint_dir(record_file)
+    if not resumable(config.to_dict()):
+        if folder.exists():
+            print(f"[bench] {record_file.name}: strategy {config.strategy_name!r} cannot resume "
+                  "from a checkpoint; restarting from step 0", flush=True)  # fmt: skip
+            remove_checkpoints(record_file)
+        return config, None
     resume = resumable_checkpoint(folder, identity)
     step = None
     changes: dict[str, Any] = {}

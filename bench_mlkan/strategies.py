@@ -29,7 +29,8 @@ F_{l-1}, not the task loss). Work is charged by the engine at each
 step's own level. A transition rebuilds the optimizer (as a refinement does); each one is
 recorded in ``refinements`` with ``kind`` "restrict" or "correct" (``exact: false``). The
 callback keeps the fine models of an open cycle in memory: a run cannot resume from a
-checkpoint (rejected by ``check_strategy``). Segments of zero steps are skipped, so with
+checkpoint (rejected by ``check_strategy``; the bench never checkpoints one and restarts a
+killed one from step 0, ``bench.resumable``). Segments of zero steps are skipped, so with
 ``coarse_steps = 0`` the run is nested iteration with ``cycles * fine_steps`` more fine
 steps, bit for bit.
 

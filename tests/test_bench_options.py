@@ -188,6 +188,24 @@ def test_checkpoint_policy():
     )
 
 
+def test_vcycle_never_checkpoints_and_restarts(tmp_path, capsys):
+    cfg = {"schedule": [3000], "strategy_name": "vcycle"}
+    spec = bench.RunSpec("t", "b", 1, cfg)
+    assert not bench.resumable(cfg) and bench.resumable({"schedule": [3000]})
+    assert bench.checkpoint_every_for(spec, 1e6, None) == 0
+    assert bench.checkpoint_every_for(spec, 1e6, 7) == 0
+    from bench_mlkan.config import RunConfig
+
+    config = RunConfig.from_dict({"task": "regression_rotated", **cfg})
+    out = tmp_path / "seed1.json"
+    folder = bench.checkpoint_dir(out)
+    folder.mkdir(parents=True)
+    (folder / "step10.ckpt").write_bytes(b"left by a killed run")
+    same, step = bench.prepare_checkpoints(config, out, "id", 0)
+    assert step is None and same.resume_from is None and not folder.exists()
+    assert "restarting from step 0" in capsys.readouterr().out
+
+
 def test_outputs_go_to_bench_mlkan_home(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_MLKAN_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
