@@ -225,10 +225,11 @@ def test_regression_task_picks_a_target():
 
 
 # ----------------------------------------------------------------------------- profile
-def test_ablation_profile_configs_validate():
+@pytest.mark.parametrize("name", ["ablation_regression", "ablation_burgers", "ablation_pinn"])
+def test_ablation_profile_configs_validate(name):
     from bench_mlkan.bench import expand, load_profile
 
-    profile = load_profile("ablation_regression")
+    profile = load_profile(name)
     variants = [e.get("variant") for e in profile["experiments"]]
     assert all(variants) and all(profile["variants"].get(v) for v in variants)
     specs = expand(profile)
@@ -401,3 +402,121 @@ def test_entry_point_writes_the_page(tmp_path):
     text = page.read_text()
     assert "**All claims reproduce together under: `literal`.**" in text
     assert "- the finding" in text and "| `suite` | ours |" in text
+
+
+# ----------------------------------------------------------------------------- any task
+def pinn_record(task, baseline, variant, seed, metrics, status="ok"):
+    return {
+        "task": task,
+        "baseline": baseline,
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "final_metrics": metrics if status == "ok" else {},
+    }
+
+
+def test_claims_for_every_paper_task_come_from_paper_results():
+    from bench_mlkan.scoring.claims import load_paper, paper_claims
+    from bench_mlkan.sensitivity import claims_for
+
+    paper = load_paper()
+    for task in ("burgers_1d", "poisson_interface_2d", "allen_cahn_1d"):
+        parts = claims_for(task)
+        ids = {c.id for c in paper_claims(paper, task)}
+        assert ids and {p.key.split(".")[0] + "." + p.key.split(".")[1] for p in parts} == ids
+    burgers = {c.key: c for c in claims_for("burgers_1d")}
+    assert burgers["5.3a.2"].text == "spline multilevel >= 30x below spline fine"
+    assert (burgers["5.3a.2"].kind, burgers["5.3a.2"].factor) == ("beats", 30.0)
+    allen = {c.key: c for c in claims_for("allen_cahn_1d")}
+    assert (allen["5.4c"].kind, allen["5.4c"].a, allen["5.4c"].value) == (
+        "above",
+        "mlp_medium",
+        0.1,
+    )
+
+
+def test_burgers_page_ranks_by_training_loss_and_inherits_rows():
+    """Burgers ranks by the training loss (not rel_l2); a reading that runs only the
+    multilevel row takes coarse/fine from the reading it inherits."""
+    from bench_mlkan.sensitivity import render_task_page
+
+    loss = {"kan_coarse": 3e-3, "kan_fine": 2e-3, "kan_multilevel": 2e-5}
+    recs = [
+        pinn_record("burgers_1d", b, "suite", s, {"train_loss": v * w, "rel_l2": 1.0})
+        for b, v in loss.items()
+        for s, w in ((1234, 1.0), (1244, 1.3), (1254, 0.8))
+    ]
+    recs += [
+        pinn_record(
+            "burgers_1d", "kan_multilevel", "carry", s, {"train_loss": 1e-3, "rel_l2": 1e-9}
+        )
+        for s in (1234, 1244, 1254)
+    ]
+    recs.append(pinn_record("allen_cahn_1d", "kan_multilevel", "suite", 1, {"rel_l2": 1.0}))
+    profile = {
+        "variants": {"suite": "ours", "carry": "moments carried"},
+        "inherit": {"carry": "suite"},
+        "settings": {"burgers_1d": "the paper's sizes"},
+        "experiments": [
+            {"task": "burgers_1d", "variant": "suite", "seeds": [1234], "baselines": list(loss)},
+            {"task": "burgers_1d", "variant": "carry", "seeds": [1],
+             "baselines": ["kan_multilevel"]},
+        ],
+    }  # fmt: skip
+    page = render_task_page(profile, "burgers_1d", recs, "ablation_x")
+    lines = page.splitlines()
+    assert "Settings: the paper's sizes" in page and "final training loss" in page
+    claims_row = next(x for x in lines if x.startswith("| `carry` | "))
+    # carry: 1e-3 vs coarse 3e-3 x wiggle -> ratio about 3, not 30: fails; suite holds (n.s.)
+    assert claims_row.count("fails") == 2
+    suite_row = next(x for x in lines if x.startswith("| `suite` | "))
+    assert suite_row.count("holds (n.s.)") == 2  # 3 vs 3 seeds: p >= 1/20, never significant
+    table_row = [x for x in lines if x.startswith("| `carry` | ")][1]
+    assert table_row.count("(= `suite`)") == 2 and "1.00e-03 / 1.00e-03 |" in table_row
+    assert "5.3b.1 (spline multilevel below mlp_small)" in page  # not measured, named
+    assert "| **paper** (mean (sd)) | 6.64e-03 (4.06e-03) |" in page
+
+
+def test_pinn_page_checks_the_fail_claims_on_relative_l2():
+    from bench_mlkan.sensitivity import render_task_page
+
+    err = {"kan_multilevel": 0.02, "mcmlp_multilevel": 0.95, "mlp_medium": 0.05}
+    recs = [
+        pinn_record("allen_cahn_1d", b, "suite", s, {"rel_l2": v, "train_loss": 1e-9})
+        for b, v in err.items()
+        for s in (1234, 1235)
+    ]
+    profile = {
+        "variants": {"suite": "ours"},
+        "experiments": [
+            {"task": "allen_cahn_1d", "variant": "suite", "seeds": [1234, 1235],
+             "baselines": list(err)}
+        ],
+    }  # fmt: skip
+    page = render_task_page(profile, "allen_cahn_1d", recs, "ablation_x")
+    row = next(x for x in page.splitlines() if x.startswith("| `suite` | "))
+    cells = row.split(" | ")[1:]
+    # 5.4a.1, 5.4a.2 hold (n.s. with 2 seeds); 5.4b (ReLU fails) holds; 5.4c (MLP fails) fails
+    assert [c.split("<br>")[0] for c in cells] == [
+        "holds (n.s.)",
+        "holds (n.s.)",
+        "**holds**",
+        "fails",
+    ]
+    assert "median 5.00e-02; 0/2 seeds > 1.00e-01" in row
+    assert "relative L2" in page
+
+
+def test_index_links_sensitivity_pages():
+    from bench_mlkan.reporting.pages import render_index
+    from bench_mlkan.reporting.render import sensitivity_tasks
+
+    assert sensitivity_tasks("ablation_burgers") == ["burgers_1d"]
+    assert sensitivity_tasks("ablation_pinn") == ["poisson_interface_2d", "allen_cahn_1d"]
+    assert sensitivity_tasks("quick") == []
+    text = render_index(
+        {"abl": {"burgers_1d": {}}}, {}, {}, {"abl": ["burgers_1d", "allen_cahn_1d"]}
+    )
+    assert "[`sensitivity/burgers_1d.md`](sensitivity/burgers_1d.md)." in text
+    assert "allen_cahn_1d.md" not in text  # no records of that task under the profile

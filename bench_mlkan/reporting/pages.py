@@ -429,8 +429,10 @@ def render_index(
     by_profile: Mapping[str, Records],
     paper: Mapping[str, Any],
     descriptions: Mapping[str, str | None],
+    sensitivity: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """The index page: every experiment under every profile that has records."""
+    """The index page: every experiment under every profile that has records;
+    ``sensitivity``: {profile: tasks with a page ``sensitivity/<task>.md``}."""
     lines = ["# Leaderboards", "", INDEX_HEAD, ""]
     if not by_profile:
         return "\n".join([*lines, "No run records yet: run `make bench`.", ""])
@@ -445,6 +447,13 @@ def render_index(
             f"notes, cross-task score and plots: [`{name}/README.md`]({name}/README.md).",
             "",
         ]
+        pages = [t for t in (sensitivity or {}).get(name, ()) if t in records]
+        if pages:
+            links = ", ".join(f"[`sensitivity/{t}.md`](sensitivity/{t}.md)" for t in pages)
+            lines += [
+                f"Sensitivity pages (under which readings each paper claim holds): {links}.",
+                "",
+            ]
         rows = []
         for t in tasks:
             info = task_info(t)

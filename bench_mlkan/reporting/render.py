@@ -168,6 +168,43 @@ def render_all(
     out_root.mkdir(parents=True, exist_ok=True)
     index = out_root / "README.md"
     descriptions = {name: profile_description(name) for name in by_profile}
-    index.write_text(render_index(by_profile, load_paper(), descriptions))
+    pages = {name: sensitivity_tasks(name) for name in by_profile}
+    for name, tasks in pages.items():
+        if tasks and (not profiles or name in profiles):
+            written += render_sensitivity(name, folders[name], out_root / "sensitivity", tasks)
+    index.write_text(render_index(by_profile, load_paper(), descriptions, pages))
     written.append(index)
+    return written
+
+
+def load_profile_json(name: str) -> dict | None:
+    """``bench_mlkan/profiles/<name>.json`` (None when absent or unreadable)."""
+    path = PROFILES_DIR / f"{name}.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def sensitivity_tasks(name: str) -> list[str]:
+    """The tasks of profile ``name`` that get a sensitivity page (its readings' tasks)."""
+    from ..sensitivity import profile_tasks
+
+    profile = load_profile_json(name)
+    return profile_tasks(profile) if profile else []
+
+
+def render_sensitivity(name: str, folder: Path, out: Path, tasks: Sequence[str]) -> Written:
+    """Write ``out/<task>.md`` for the ablation profile ``name`` (records in ``folder``)."""
+    from ..records import iter_records
+    from ..sensitivity import render_task_page
+
+    profile = load_profile_json(name) or {}
+    records = list(iter_records(folder))
+    written = Written()
+    out.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        path = out / f"{task}.md"
+        path.write_text(render_task_page(profile, task, records, name))
+        written.append(path)
     return written
