@@ -42,7 +42,7 @@ from . import cache_files, kernels_c
 from .kernels import derivative_tables
 from .splines import Grid
 
-VERSION = 11
+VERSION = 12
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -85,7 +85,7 @@ typedef struct {
   @T@* a;        /* (R1, K1, PB) row coefficients */
   @T@* dot;      /* (R1, K1, PB) G[k, b, :] . T[base + r Q + :] */
   @T@* sums;     /* (3, R1, PB) sum_r w^1, w^2, w^3 times dot */
-  @T@* tg;       /* (K1, P) one gathered coefficient column */
+  @T@* tg;       /* (K1 + R1 + 1, PB) the narrow-column paths' gathers and sums */
 } jscratch_@SUF@;
 
 /* cells, weights of orders 0 .. orders-1 and coefficients of the block's inputs */
@@ -159,8 +159,8 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int 
 }
 
 /* Y[k, b, :] = sum_{p, r} a[k, r, p] T[base[p] + r Q + :] for row b (inputs off + p of the
-   block): full blocks of VL outputs with R1 vector accumulators; the last Q % VL outputs one
-   column at a time over the gathered coefficient rows */
+   block): full blocks of VL outputs with R1 vector accumulators (the last Q % VL outputs:
+   ``jfwd_tail``) */
 INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const int64_t R1,
                             const jscratch_@SUF@* S) {
   const int64_t Q = A->Q, N = A->N, P = A->P, K1 = A->K1, VL = VL_@SUF@, PB = S->PB;
@@ -178,21 +178,6 @@ INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const 
       }
     }
     for (int64_t k = 0; k < R1; ++k) *(jvec_@SUF@*)(A->Y + (k * N + b) * Q + q0) = acc[k];
-  }
-  for (int64_t q = qfull; q < Q; ++q) {
-    @T@* tg = S->tg;
-    for (int64_t r = 0; r < K1; ++r)
-      for (int64_t p = 0; p < P; ++p) tg[r * P + p] = A->tab[base[p] + r * Q + q];
-    for (int64_t k = 0; k < R1; ++k) {
-      @T@ s = 0;
-      for (int64_t r = 0; r < K1; ++r) {
-        const @T@* a = S->a + (k * K1 + r) * PB + off;
-        const @T@* t = tg + r * P;
-#pragma omp simd reduction(+ : s)
-        for (int64_t p = 0; p < P; ++p) s += a[p] * t[p];
-      }
-      A->Y[(k * N + b) * Q + q] = s;
-    }
   }
 }
 
@@ -241,35 +226,73 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const 
         @T@* d = S->dot + (k * K1 + r) * PB + off;
         for (int64_t p = 0; p < P; ++p) d[p] = 0;
       }
-  for (int64_t q = qfull; q < Q; ++q) { /* the last columns: vectorised over p */
-    @T@* tg = S->tg; /* (K1, P): T[base[p] + r Q + q], then sum_k a[k, r, p] G[k, b, q] */
+}
+
+/* the last columns q0 .. Q-1 of every row of the block, vectorised over the block's inputs i
+   (narrow outputs: the per-row loops above would run over P alone):
+   Y[k, b, q] = sum_p sum_r a[k, r, i] T[base[i] + r Q + q], i = (b - c0) P + p */
+INLINE void jfwd_tail_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, int64_t q0,
+                            const int64_t K1, const int64_t R1, jscratch_@SUF@* S) {
+  const int64_t Q = A->Q, N = A->N, P = A->P, PB = S->PB;
+  const int64_t* restrict base = S->base;
+  @T@* restrict t = S->tg;          /* (K1, PB) gathered coefficients of column q */
+  @T@* restrict prod = t + K1 * PB; /* (PB) one output row's products */
+  for (int64_t q = q0; q < Q; ++q) {
+    for (int64_t r = 0; r < K1; ++r)
+#pragma omp simd
+      for (int64_t i = 0; i < PB; ++i) t[r * PB + i] = A->tab[base[i] + r * Q + q];
+    for (int64_t k = 0; k < R1; ++k) {
+      const @T@* restrict a = S->a + k * K1 * PB;
+#pragma omp simd
+      for (int64_t i = 0; i < PB; ++i) prod[i] = a[i] * t[i];
+      for (int64_t r = 1; r < K1; ++r)
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) prod[i] += a[r * PB + i] * t[r * PB + i];
+      for (int64_t lb = 0; lb < rows; ++lb) {
+        @T@ v = 0;
+        for (int64_t p = 0; p < P; ++p) v += prod[lb * P + p];
+        A->Y[(k * N + c0 + lb) * Q + q] = v;
+      }
+    }
+  }
+}
+
+/* the backward of ``jfwd_tail``: dot[k, r, i] += G[k, b, q] T[base[i] + r Q + q] and
+   gtab[base[i] + r Q + q] += sum_k a[k, r, i] G[k, b, q] for the columns q0 .. Q-1 */
+INLINE void jbwd_tail_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, int64_t q0,
+                            const int64_t K1, const int64_t R1, jscratch_@SUF@* S, @T@* gtab,
+                            int dots) {
+  const int64_t Q = A->Q, N = A->N, P = A->P, PB = S->PB, KPB = K1 * PB;
+  const int64_t* restrict base = S->base;
+  @T@* restrict t = S->tg;          /* (K1, PB) gathered coefficients of column q */
+  @T@* restrict g = t + K1 * PB;    /* (R1, PB) G[k, b, q] per input */
+  @T@* restrict v = g + R1 * PB;    /* (PB) one table-gradient row */
+  for (int64_t q = q0; q < Q; ++q) {
+    for (int64_t k = 0; k < R1; ++k)
+      for (int64_t lb = 0; lb < rows; ++lb) {
+        const @T@ gk = k == 0 ? A->G[(c0 + lb) * Q + q] : A->Gr[((k - 1) * N + c0 + lb) * Q + q];
+        for (int64_t p = 0; p < P; ++p) g[k * PB + lb * P + p] = gk;
+      }
     if (dots) {
       for (int64_t r = 0; r < K1; ++r)
-        for (int64_t p = 0; p < P; ++p) tg[r * P + p] = A->tab[base[p] + r * Q + q];
-      for (int64_t k = 0; k < R1; ++k) {
-        const @T@ gk = Gk[k][q];
-        for (int64_t r = 0; r < K1; ++r) {
-          @T@* d = S->dot + (k * K1 + r) * PB + off;
-          const @T@* t = tg + r * P;
 #pragma omp simd
-          for (int64_t p = 0; p < P; ++p) d[p] += gk * t[p];
-        }
-      }
-    }
-    if (gtab) {
-      for (int64_t i = 0; i < K1 * P; ++i) tg[i] = 0;
-      for (int64_t k = 0; k < R1; ++k) {
-        const @T@ gk = Gk[k][q];
+        for (int64_t i = 0; i < PB; ++i) t[r * PB + i] = A->tab[base[i] + r * Q + q];
+      for (int64_t k = 0; k < R1; ++k)
         for (int64_t r = 0; r < K1; ++r) {
-          const @T@* a = S->a + (k * K1 + r) * PB + off;
-          @T@* v = tg + r * P;
+          @T@* restrict d = S->dot + k * KPB + r * PB;
 #pragma omp simd
-          for (int64_t p = 0; p < P; ++p) v[p] += a[p] * gk;
+          for (int64_t i = 0; i < PB; ++i) d[i] += g[k * PB + i] * t[r * PB + i];
         }
-      }
-      for (int64_t r = 0; r < K1; ++r)
-        for (int64_t p = 0; p < P; ++p) gtab[base[p] + r * Q + q] += tg[r * P + p];
     }
+    if (gtab)
+      for (int64_t r = 0; r < K1; ++r) {
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) v[i] = S->a[r * PB + i] * g[i];
+        for (int64_t k = 1; k < R1; ++k)
+#pragma omp simd
+          for (int64_t i = 0; i < PB; ++i) v[i] += S->a[k * KPB + r * PB + i] * g[k * PB + i];
+        for (int64_t i = 0; i < PB; ++i) gtab[base[i] + r * Q + q] += v[i];
+      }
   }
 }
 
@@ -390,7 +413,7 @@ static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, int64_t L, jscratch_@SUF@
   const int64_t P = A->P, K1 = A->K1, R1 = 1 + A->D + A->M, PB = L * P, KPB = K1 * PB;
   const size_t bytes = 2 * sizeof(int64_t) * PB
                        + sizeof(@T@) * (PB * (1 + R1) + 4 * KPB + 2 * R1 * KPB + 3 * R1 * PB
-                                        + K1 * P);
+                                        + (K1 + R1 + 1) * PB);
   char* m = (char*)malloc(bytes);
   if (!m) abort();
   *mem = m;
@@ -424,7 +447,7 @@ void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y,
                              const @T@* tables, @T@ lo, @T@ hi, @T@ h, int nthreads) {
   const jargs_@SUF@ A = {x, X, tab, 0, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
                          lo, hi, h};
-  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P);
+  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P), qfull = Q - Q % VL_@SUF@;
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
 #pragma omp parallel num_threads(nt)
   {
@@ -438,7 +461,9 @@ void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y,
         const int64_t rows = b1 - c0 < L ? b1 - c0 : L;
         S.PB = rows * P;
         JPREP_@SUF@[K1](&A, c0, 3, &S);
-        for (int64_t b = c0; b < c0 + rows; ++b) JFG_@SUF@[R1](&A, b, (b - c0) * P, &S);
+        if (qfull)
+          for (int64_t b = c0; b < c0 + rows; ++b) JFG_@SUF@[R1](&A, b, (b - c0) * P, &S);
+        if (qfull < Q) jfwd_tail_@SUF@(&A, c0, rows, qfull, K1, R1, &S);
       }
       free(mem);
     }
@@ -454,6 +479,7 @@ void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const 
   const jargs_@SUF@ A = {x, X, tab, G, Gr, tables, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D,
                          M, lo, hi, h};
   const int64_t R1 = 1 + D + M, size = P * (n + K1 - 1) * Q, L = jblock_rows_@SUF@(P);
+  const int64_t qfull = Q - Q % VL_@SUF@;
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
   const int dots = gx != 0 || gX != 0;
   @T@* priv = gtab && nt > 1 ? (@T@*)calloc((size_t)(nt - 1) * size, sizeof(@T@)) : 0;
@@ -474,6 +500,7 @@ void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const 
         JPREP_@SUF@[K1](&A, c0, dots ? 4 : 3, &S);
         for (int64_t b = c0; b < c0 + rows; ++b)
           JBG_@SUF@[R1](&A, b, (b - c0) * P, &S, mine, dots);
+        if (qfull < Q) jbwd_tail_@SUF@(&A, c0, rows, qfull, K1, R1, &S, mine, dots);
         if (dots) JIN_@SUF@[K1](&A, c0, &S);
       }
       free(mem);
@@ -619,11 +646,14 @@ C_SOURCE = (
 )
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
+#: the layer kernels' flags plus fused multiply-adds (ISO C mode turns contraction off) and
+#: full-width vectors where the CPU has them
+FLAGS = [*kernels_c.FLAGS, "-ffp-contract=fast", "-mprefer-vector-width=512"]
 
 
 def build_key(cc: str) -> str:
     """sha256 of the source, flags, compiler and CPU (as ``kernels_c.build_key``)."""
-    parts = [C_SOURCE, *kernels_c.FLAGS, cc, kernels_c._cpu_tag()]
+    parts = [C_SOURCE, *FLAGS, cc, kernels_c._cpu_tag()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -648,7 +678,7 @@ def build(verbose: bool = False) -> Path | None:
             src, out = Path(tmp) / "mlkan_jets.c", Path(tmp) / path.name
             src.write_text(C_SOURCE)
             proc = subprocess.run(
-                [cc, *kernels_c.FLAGS, str(src), "-o", str(out)],
+                [cc, *FLAGS, str(src), "-o", str(out)],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -657,7 +687,7 @@ def build(verbose: bool = False) -> Path | None:
                 if verbose:
                     print(proc.stderr)
                 return None
-            cache_files.install(out, path, key, cc=cc, flags=list(kernels_c.FLAGS))
+            cache_files.install(out, path, key, cc=cc, flags=list(FLAGS))
     return path
 
 
