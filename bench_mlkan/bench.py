@@ -90,6 +90,7 @@ EXPERIMENT_KEYS = {
     "baseline_overrides",
     "schedule_scale",
     "variant",
+    "tuned",
 }
 
 
@@ -270,7 +271,11 @@ def expand(
             for seed in exp["seeds"]:
                 try:
                     cfg = baseline_config(
-                        name, exp["task"], seed=seed, overrides=overrides, tuned=tuned
+                        name,
+                        exp["task"],
+                        seed=seed,
+                        overrides=overrides,
+                        tuned=tuned or bool(exp.get("tuned")),
                     )
                 except (ConfigError, TypeError) as e:
                     label = f"{exp['task']}/{row_name(name, exp.get('variant'))}/seed{seed}"

@@ -304,3 +304,14 @@ def test_tensorboard_logger_needs_tensorboard(tmp_path, capsys, monkeypatch):
             "--out", str(tmp_path / "r.json"), "--logger", "tensorboard"]  # fmt: skip
     assert bench.run_main(argv) == 2
     assert "pip install tensorboard" in capsys.readouterr().err
+
+
+def test_experiment_tuned_flag_uses_tuned_configs(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_MLKAN_HOME", str(tmp_path))
+    folder = tmp_path / "tuned" / "kan_multilevel"
+    folder.mkdir(parents=True)
+    (folder / "regression_rotated.json").write_text(json.dumps({"config": {"lr": 0.5}}))
+    exp = {"task": "regression_rotated", "seeds": [1], "baselines": ["kan_multilevel"]}
+    plain = bench.expand({"name": "p", "experiments": [exp]})
+    tuned = bench.expand({"name": "p", "experiments": [{**exp, "tuned": True}]})
+    assert plain[0].config["lr"] == 1.0 and tuned[0].config["lr"] == 0.5
