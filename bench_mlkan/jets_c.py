@@ -42,7 +42,7 @@ from . import cache_files, kernels_c
 from .kernels import derivative_tables
 from .splines import Grid
 
-VERSION = 12
+VERSION = 13
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -192,7 +192,30 @@ INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const 
   const @T@* Gk[RMAX]; /* cotangent row k at batch row b */
   Gk[0] = A->G + b * Q;
   for (int64_t k = 1; k < R1; ++k) Gk[k] = A->Gr + (k - 1) * NQ + b * Q;
-  if (qfull)
+  if (qfull == VL) { /* one block of columns: the cotangents stay in registers */
+    jvec_@SUF@ gv[RMAX];
+    for (int64_t k = 0; k < R1; ++k) gv[k] = *(const jvec_@SUF@*)Gk[k];
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t r = 0; r < K1; ++r) {
+        const jvec_@SUF@ t = *(const jvec_@SUF@*)(A->tab + base[p] + r * Q);
+        const @T@* a = S->a + r * PB + off + p;
+        if (gtab) {
+          @T@* o = gtab + base[p] + r * Q;
+          jvec_@SUF@ v = *(const jvec_@SUF@*)o;
+          for (int64_t k = 0; k < R1; ++k) v += a[k * KPB] * gv[k];
+          *(jvec_@SUF@*)o = v;
+        }
+        if (dots) {
+          @T@* d = S->dot + r * PB + off + p;
+          for (int64_t k = 0; k < R1; ++k) {
+            const jvec_@SUF@ e = gv[k] * t;
+            @T@ sum = 0;
+            for (int64_t j = 0; j < VL; ++j) sum += e[j];
+            d[k * KPB] = sum;
+          }
+        }
+      }
+  } else if (qfull)
     for (int64_t p = 0; p < P; ++p) {
       for (int64_t r = 0; r < K1; ++r) {
         const @T@* tr = A->tab + base[p] + r * Q;
