@@ -303,12 +303,14 @@ SYMBOL = {
 def reading_runs(
     data: dict[str, dict[str, list[Run]]], reading: Reading
 ) -> tuple[dict[str, list[Run]], set[str]]:
-    """({baseline: runs} of one reading, the baselines taken from ``reading.inherit``)."""
+    """({baseline: runs} of one reading, the baselines taken from ``reading.inherit``): only
+    baselines the reading does not run itself, and only once it has runs of its own."""
     own = data.get(reading.name, {})
-    if not reading.inherit:
+    if not reading.inherit or not own:
         return own, set()
     base = data.get(reading.inherit, {})
-    return {**base, **own}, set(base) - set(own)
+    taken = set(base) - set(own) - set(reading.baselines)
+    return {**{b: base[b] for b in taken}, **own}, taken
 
 
 def baseline_order(names: Iterable[str]) -> list[str]:

@@ -476,6 +476,15 @@ def test_burgers_page_ranks_by_training_loss_and_inherits_rows():
     assert table_row.count("(= `suite`)") == 2 and "1.00e-03 / 1.00e-03 |" in table_row
     assert "5.3b.1 (spline multilevel below mlp_small)" in page  # not measured, named
     assert "| **paper** (mean (sd)) | 6.64e-03 (4.06e-03) |" in page
+    # a reading without runs of its own inherits nothing, nor the baselines it runs itself
+    from bench_mlkan.sensitivity import reading_runs
+
+    data = collect(recs[:9], "train_loss")
+    carry = Reading("carry", "", {}, ("kan_multilevel",), "suite")
+    assert reading_runs(data, carry) == ({}, set())
+    data["carry"] = {"kan_fine": data["suite"]["kan_fine"]}
+    runs, taken = reading_runs(data, carry)
+    assert taken == {"kan_coarse"} and set(runs) == {"kan_coarse", "kan_fine"}
 
 
 def test_pinn_page_checks_the_fail_claims_on_relative_l2():
