@@ -723,3 +723,26 @@ def test_a_killed_worker_process_is_retried_by_the_next_command(tmp_path):
     assert tuning.tune_main(argv) == 0
     counts = tuning.trial_counts(load(tmp_path, study_name))
     assert counts["complete"] == 2 and counts["retried"] == 1 and counts["failed"] == 0
+
+
+def test_level_pruning_skips_vcycle_transitions():
+    """A V-cycle's restrict/correct transitions are not level ends: nothing is reported for
+    them (a restriction to level 0 once reported step -1, which Optuna rejects)."""
+    study = optuna.create_study()
+    trial = study.ask()
+    cb = objective_module.LevelPruning(trial, "train_mse")
+    ends = [
+        {"level": 1, "step": 5, "level_end_metrics": {"train_mse": 1e-2}},
+        {"level": 0, "step": 9, "kind": "restrict", "level_end_metrics": {"train_mse": 1e-3}},
+        {"level": 1, "step": 12, "kind": "correct", "level_end_metrics": {"train_mse": 1e-3}},
+    ]
+
+    class Module:
+        refinements = ends
+
+    class Trainer:
+        should_stop = False
+
+    cb.on_train_end(Trainer(), Module())
+    assert cb.seen == 3
+    assert study.trials[0].intermediate_values == {0: -2.0}

@@ -45,6 +45,8 @@ class LevelPruning(L.Callback):
         while self.seen < len(refinements):
             record = refinements[self.seen]
             self.seen += 1
+            if record.get("kind") in ("restrict", "correct"):
+                continue  # a V-cycle's transition, not the end of a nested-pass level
             metrics = record.get("level_end_metrics") or {}
             if self.metric not in metrics:
                 raise ConfigError(
