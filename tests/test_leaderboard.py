@@ -95,7 +95,7 @@ def test_collapsed_run_is_shown_and_not_averaged(rendered):
     row = next(line for line in text.splitlines() if line.startswith("| `mcmlp_multilevel`"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[6] == "1 collapsed" and cells[7] == "-" and cells[8] == "-"
-    assert cells[9].startswith("1234: collapsed (")
+    assert cells[10].startswith("1234: collapsed (")
     assert "## Collapsed runs" in text
     data = json.loads((rendered / "tables" / "poisson_interface_2d.json").read_text())
     row_data = next(r for r in data["rows"] if r["row"] == "mcmlp_multilevel")

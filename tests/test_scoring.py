@@ -19,7 +19,12 @@ from bench_mlkan.scoring import claims as C
 from bench_mlkan.scoring.aggregate import aggregate_row, aggregate_task, collapse_state
 from bench_mlkan.scoring.metadata import baseline_info, row_order, task_info, task_order
 from bench_mlkan.scoring.profiles import CrossTask, cross_task
-from bench_mlkan.scoring.trajectory import loss_trajectory, metric_at, time_to_target
+from bench_mlkan.scoring.trajectory import (
+    best_so_far,
+    loss_trajectory,
+    metric_at,
+    time_to_target,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,6 +226,21 @@ def test_metric_at_budgets_by_hand():
     assert metric_at(r, info, "work_evaluations", 7.9) == 0.5
     div = record(status="diverged", works=[1.0, 2.0, 3.0])
     assert metric_at(div, info, "work", 10.0) == math.inf
+
+
+def test_best_so_far_beside_the_final_metric():
+    info = task_info("regression_rotated")  # the training loss of every step
+    ended_worse = [record(seed=s, losses=(1.0, 1e-4, 0.5), final=0.2) for s in (1, 2)]
+    assert best_so_far(ended_worse[0], info) == 1e-4
+    agg = aggregate_row("kan_multilevel", ended_worse, info)
+    assert agg.metric.mean == 0.2 and agg.best.mean == 1e-4
+    pinn = task_info("poisson_2d")  # rel. L2 at the evaluations and the end
+    evals = [
+        {"step": 1, "work": 1.0, pinn.metric: 1e-3},
+        {"step": 2, "work": 2.0, pinn.metric: 0.3},
+    ]
+    r = record(task="poisson_2d", final=0.02, eval_history=evals)
+    assert best_so_far(r, pinn) == 1e-3
 
 
 def test_time_to_target_from_the_history():

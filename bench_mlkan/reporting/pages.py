@@ -224,7 +224,9 @@ def table_notes(
         f"- **Metric**: {info.metric_label} - {info.metric_what}. "
         f"{'Lower' if info.lower_is_better else 'Higher'} is better. Mean, sample standard "
         "deviation (n - 1) and median over the seeds that finished and did not collapse; "
-        "every run is listed in 'per seed' and counted in 'runs'.",
+        "every run is listed in 'per seed' and counted in 'runs'. 'best-so-far': the best "
+        "value each run reached along the way (every step's loss, or every evaluation: level "
+        "ends, `eval_every`, the end), so a run that ended on an oscillation shows it.",
         "- **Runs**: *collapsed* = finished, but the model computes a constant (or every "
         "input of its last spline layer lies outside the grid): shown with its metric, "
         "excluded from mean and median, ranked last in the cross-task score. *diverged* = "

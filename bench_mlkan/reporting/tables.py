@@ -63,6 +63,7 @@ def header(task: TaskInfo) -> list[str]:
         "runs",
         f"{task.metric_label} mean (sd)",
         "median",
+        f"best-so-far {task.metric_label} mean (sd)",
         "per seed",
         *[f"{label} mean (sd)" for _, label in task.extra_metrics],
         *WORK_FIELDS.values(),
@@ -87,6 +88,7 @@ def cells(agg: RowAggregate, paper_task: Mapping[str, Any] | None) -> list[str]:
         runs_cell(agg),
         fmt_moments(agg.metric),
         fmt_sci(agg.metric.median) if agg.metric else "-",
+        fmt_moments(agg.best),
         ", ".join(seed_cell(s) for s in agg.seeds),
         *[fmt_moments(agg.extras.get(key)) for key, _ in agg.task.extra_metrics],
         *[work_cell(agg, key) for key in WORK_FIELDS],
@@ -165,6 +167,9 @@ def row_data(agg: RowAggregate, paper_task: Mapping[str, Any] | None) -> dict[st
                 else {"n": 0}
             ),
         },
+        "best_so_far": (
+            {"n": b.n, "mean": b.mean, "sd": b.sd, "median": b.median} if (b := agg.best) else None
+        ),
         "per_seed": [{"seed": s.seed, "status": s.status, "value": s.value} for s in agg.seeds],
         "extra_metrics": {
             key: ({"n": e.n, "mean": e.mean, "sd": e.sd} if (e := agg.extras.get(key)) else None)
@@ -217,6 +222,7 @@ def table_csv(rows: Sequence[RowAggregate], paper_task: Mapping | None) -> str:
         f"{task.metric}_median",
         f"{task.metric}_min",
         f"{task.metric}_max",
+        f"{task.metric}_best_so_far_mean",
         *[f"{k}_mean" for k in extras],
         *[f"{k}_median" for k in CSV_WORK],
         f"paper_{task.metric}_mean",
@@ -228,6 +234,7 @@ def table_csv(rows: Sequence[RowAggregate], paper_task: Mapping | None) -> str:
     for a in rows:
         m, entry = a.metric, paper_row(paper_task, a)
         stats = [m.mean, m.sd, m.median, m.minimum, m.maximum] if m else [None] * 5
+        stats.append(a.best.mean if a.best else None)
         extra = [e.mean if (e := a.extras.get(k)) else None for k in extras]
         work = [s.median if (s := a.work.get(k)) else None for k in CSV_WORK]
         w.writerow(

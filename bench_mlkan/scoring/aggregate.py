@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..records import Record
 from .metadata import BaselineInfo, TaskInfo, baseline_info, row_order, task_info
+from .trajectory import best_so_far
 
 STATUSES = ("ok", "collapsed", "diverged", "failed")
 
@@ -123,6 +124,8 @@ class RowAggregate:
     work: Mapping[str, Spread | None]
     derived: frozenset[str]
     diagnostics: str  # "recorded" | "partly recorded" | "not recorded"
+    #: the best metric reached along each counted run (``trajectory.best_so_far``)
+    best: Moments | None = None
 
     @property
     def records(self) -> tuple[Record, ...]:
@@ -171,6 +174,7 @@ def aggregate_row(row: str, records: Sequence[Record], task: TaskInfo) -> RowAgg
         work={k: spread([getattr(r, k) for r in trained]) for k in WORK_FIELDS},
         derived=frozenset(f for r in trained for f in r.derived),
         diagnostics=diagnostics,
+        best=moments([b for r in counted if (b := best_so_far(r, task)) is not None]),
     )
 
 

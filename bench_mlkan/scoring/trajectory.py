@@ -76,6 +76,17 @@ def metric_trajectory(rec: Record, task: TaskInfo, unit: str) -> list[tuple[floa
     return eval_trajectory(rec, unit, task.metric)
 
 
+def best_so_far(rec: Record, task: TaskInfo) -> float | None:
+    """The best value of the task's metric along the run (every step's loss, or every
+    evaluation and the end; the task's direction), None when the record has none."""
+    values = [v for _, v in metric_trajectory(rec, task, "work") if math.isfinite(v)]
+    if not values:
+        values = [v for _, v in eval_trajectory(rec, "work", task.metric) if math.isfinite(v)]
+    if not values:
+        return None
+    return min(values) if task.lower_is_better else max(values)
+
+
 def value_at(trajectory: list[tuple[float, float]], budget: float) -> float | None:
     """The last value reached with at most ``budget`` work (None before the first point)."""
     found = None
