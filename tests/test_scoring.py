@@ -241,6 +241,10 @@ def test_best_so_far_beside_the_final_metric():
     ]
     r = record(task="poisson_2d", final=0.02, eval_history=evals)
     assert best_so_far(r, pinn) == 1e-3
+    shifted = record(losses=(1.0, -5.0, 0.5), final=0.2)  # step 1: a V-cycle coarse step
+    shifted.history[1]["loss/mgopt_shift"] = -5.5
+    assert best_so_far(shifted, info) == 0.2
+    assert [v for _, v in loss_trajectory(shifted, "work")] == [1.0, 0.5, 0.2]
 
 
 def test_time_to_target_from_the_history():

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 
 from ..records import Record
 from ..scoring.claims import ClaimCheck, Evidence, PairCheck, SeedValues
-from ..scoring.metadata import task_info
+from ..scoring.metadata import baseline_info, row_order, task_info
 from ..scoring.profiles import median_inf
-from ..scoring.trajectory import UNITS
+from ..scoring.trajectory import UNITS, best_so_far
 from ..stats import ALPHA
 from .describe import fmt_schedule
 from .fmt import fmt_count, fmt_p, fmt_ratio, fmt_sci, fmt_times
@@ -190,3 +190,55 @@ def verdict_counts(checks: Sequence[ClaimCheck]) -> str:
     tested = [c for c in held if c.pairs]
     sig = sum(c.verdict == "holds" for c in tested)
     return f"{len(held)} of {len(checks)} hold ({sig} of {len(tested)} rank-tested significant)"
+
+
+# ----------------------------------------------------------------------------- strategies
+#: strategies beyond the paper's nested iteration, compared with it in the notes
+BEYOND_NESTED = ("vcycle", "adaptive")
+
+
+def _medians(recs: Sequence[Record], task: str) -> tuple[float, float | None, float | None]:
+    """(median final metric, median best-so-far, median work) of a row's finished runs."""
+    info = task_info(task)
+    done = [r for r in recs if r.status == "ok" and r.final(info.metric) is not None]
+    final = median_inf([float(r.final(info.metric)) for r in done]) if done else math.nan
+    best = [b for r in done if (b := best_so_far(r, info)) is not None]
+    work = [float(r.work) for r in done if r.work is not None]
+    return final, (median_inf(best) if best else None), (median_inf(work) if work else None)
+
+
+def strategy_lines(by_row: Mapping[str, Sequence[Record]], reference: str, task: str) -> list[str]:
+    """Whether each V-cycle / adaptive row beats nested iteration (``reference``) on
+    ``task`` at equal work: medians of the final and best-so-far metric, work beside."""
+    info = task_info(task)
+    if reference not in by_row:
+        return []
+    ref_final, ref_best, ref_work = _medians(by_row[reference], task)
+    if not math.isfinite(ref_final):
+        return []
+    lower = info.lower_is_better
+    out = []
+    for row in row_order(by_row):
+        if baseline_info(row).strategy not in BEYOND_NESTED:
+            continue
+        final, best, work = _medians(by_row[row], task)
+        if not math.isfinite(final):
+            out.append(f"- `{row}`: no finished run to compare with `{reference}`.")
+            continue
+        wins = final < ref_final if lower else final > ref_final
+        equal = (
+            work is not None and ref_work is not None and abs(work - ref_work) <= 0.01 * ref_work
+        )
+        n = len([r for r in by_row[row] if r.status == "ok"])
+        tie = ref_final > 0 and final > 0 and abs(math.log(final / ref_final)) < math.log(1.1)
+        verdict = "ties with (within 10%)" if tie else ("beats" if wins else "does not beat")
+        out.append(
+            f"- Beyond the paper: `{row}` {verdict} nested "
+            f"iteration (`{reference}`) "
+            + ("at equal work" if equal else "at unequal work")
+            + f" ({fmt_count(work)} vs {fmt_count(ref_work)} coarse steps): median "
+            f"{info.metric_label} {fmt_sci(final)} vs {fmt_sci(ref_final)} "
+            f"({fmt_ratio(final / ref_final) if ref_final else '-'}); best-so-far "
+            f"{fmt_sci(best)} vs {fmt_sci(ref_best)}; {n} seed(s), a point estimate, no test."
+        )
+    return out

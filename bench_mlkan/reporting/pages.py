@@ -12,7 +12,7 @@ from ..scoring.claims import check_claim, paper_claims
 from ..scoring.metadata import TaskInfo, row_order, task_info, task_order
 from ..scoring.profiles import TAU_MAX_QUALITY, TAU_MAX_TIME, CrossTask, cross_task, median_inf
 from .fmt import fmt_sci, md_table, plural
-from .notes import claim_lines, profile_note, ratios_line, verdict_counts
+from .notes import claim_lines, profile_note, ratios_line, strategy_lines, verdict_counts
 from .tables import DERIVED_MARK, cells, failure_reason, header, level_rows
 
 Records = Mapping[str, Mapping[str, Sequence[Record]]]
@@ -184,6 +184,7 @@ def render_task(
         lines += claim_section(task, plain, paper)
     else:
         lines.append("Every row of this profile has a variant: the claims per reading follow.")
+    lines += strategy_lines(by_row, REFERENCE_ROW, task)
     lines += readings_section(task, by_row, paper, profile)
     bad = [s for a in rows for s in a.seeds if s.status in ("diverged", "failed")]
     if bad:
@@ -393,6 +394,7 @@ def render_summary(
             profile_note(records[t], pt),
             "",
             *summary_claims(t, records[t], paper),
+            *strategy_lines(records[t], REFERENCE_ROW, t),
             "",
         ]
     missing = [c for c in paper_claims(paper) if c.task not in records]

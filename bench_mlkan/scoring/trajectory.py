@@ -18,6 +18,8 @@ UNITS = {
     "work_evaluations": "coarse evaluations",
     "work_macs": "MACs",
 }
+#: the history key of the MG-OPT shift: on such rows the loss is not the task loss
+SHIFT_TERM = "loss/mgopt_shift"
 #: relative slack when comparing work (accumulated floats)
 WORK_RTOL = 1e-9
 
@@ -35,7 +37,8 @@ def loss_trajectory(rec: Record, unit: str) -> list[tuple[float, float]]:
     A history row holds the loss *before* its step and the work *after* it, so the loss of
     row i was reached with the work of row i-1 (exact for consecutive rows; across a thinned
     gap, the work of row i minus its step's share of the gap). Empty when the history rows
-    lack ``unit``.
+    lack ``unit``. Rows of a V-cycle's coarse correction steps (loss term ``SHIFT_TERM``:
+    their logged loss is the shifted coarse objective, not the task loss) are left out.
     """
     hist = rec.history
     if not hist or any(unit not in h for h in hist):
@@ -48,6 +51,8 @@ def loss_trajectory(rec: Record, unit: str) -> list[tuple[float, float]]:
             prev = hist[i - 1]
             gap = max(int(row["step"]) - int(prev["step"]), 1)
             spent = float(row[unit]) - (float(row[unit]) - float(prev[unit])) / gap
+        if SHIFT_TERM in row:
+            continue  # a V-cycle's coarse correction step: its loss is not the task's
         out.append((spent, float(row["loss"])))
     final = rec.final("train_loss")
     total = total_work(rec, unit)
