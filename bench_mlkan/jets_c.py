@@ -18,10 +18,10 @@ products of G with the k+1 coefficient rows, then closed-form sums with w^1, w^2
 thread-private table gradients summed at the end). The pair is exact first-order calculus
 (``torch.autograd.gradcheck`` in the tests); the jet route needs no double backward.
 
-Build: as ``kernels_c`` (plain C, ``cc -O3 -march=native -fopenmp``, cached under
-``$BENCH_MLKAN_CACHE`` with a verified sidecar through ``cache_files``); ``load()`` returns
-None without a compiler or with ``BENCH_MLKAN_NO_C=1``, and ``jets`` then uses the
-``kernels`` maps instead (same numbers, slower).
+Build: as ``kernels_c`` (plain C, ``cc -O3 -march=native -fopenmp``, plus fused multiply-adds:
+``FLAGS``), cached under ``$BENCH_MLKAN_CACHE`` with a verified sidecar through
+``cache_files``); ``load()`` returns None without a compiler or with ``BENCH_MLKAN_NO_C=1``,
+and ``jets`` then uses the ``kernels`` maps instead (same numbers, slower).
 """
 
 from __future__ import annotations
