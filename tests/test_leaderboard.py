@@ -382,3 +382,22 @@ def test_profile_of_readings_gets_claims_per_reading(tmp_path):
     assert figures.figure_rows(rows) == []
     assert figures.figure_rows(["kan_coarse", "kan_coarse@x"]) == ["kan_coarse"]
     assert figures.figure_rows(rows[:3]) == rows[:3]
+
+
+def test_tuned_page_sets_tuned_rows_beside_untuned():
+    from bench_mlkan.reporting.pages import render_cross_task
+    from bench_mlkan.reporting.render import load_records
+    from bench_mlkan.reporting.tuned import merged, render_tuned
+    from bench_mlkan.scoring.claims import load_paper
+
+    untuned = load_records(FIXTURES)
+    tuned = {"burgers_1d": {"kan_multilevel": untuned["burgers_1d"]["kan_multilevel"]}}
+    board = merged(untuned, tuned)
+    assert set(board) == set(untuned) and board["burgers_1d"]["kan_fine"]
+    studies = {("kan_multilevel", "burgers_1d"): {"trials": {"complete": 3}, "metric_value": 0.1}}
+    page = render_tuned(untuned, tuned, load_paper(), ("q", "t"), studies, render_cross_task)
+    row = next(x for x in page.splitlines() if x.startswith("| `kan_multilevel`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5] == "1x" and cells[7] == "3" and cells[8] == "1.00e-1"
+    assert "| `kan_fine` |" in page and "not tuned" in page
+    assert "## Cross-task score, tuned board" in page

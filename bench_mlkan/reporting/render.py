@@ -172,9 +172,33 @@ def render_all(
     for name, tasks in pages.items():
         if tasks and (not profiles or name in profiles):
             written += render_sensitivity(name, folders[name], out_root / "sensitivity", tasks)
+    for name in by_profile:
+        other = (load_profile_json(name) or {}).get("compare_with")
+        if other in by_profile and (not profiles or name in profiles):
+            page = out_root / name / "vs_untuned.md"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(tuned_page(by_profile[other], by_profile[name], (other, name)))
+            written.append(page)
     index.write_text(render_index(by_profile, load_paper(), descriptions, pages))
     written.append(index)
     return written
+
+
+def tuned_page(untuned: Records, tuned: Records, names: tuple[str, str]) -> str:
+    """The tuned-vs-untuned page, with the shipped tuned configs' study summaries."""
+    from bench_mlkan.baselines import BASELINES
+
+    from .pages import render_cross_task
+    from .tuned import render_tuned
+
+    studies = {}
+    for task, rows in tuned.items():
+        for row in rows:
+            base = row.partition("@")[0]
+            path = BASELINES[base] / "tuned" / f"{task}.json" if base in BASELINES else None
+            if path is not None and path.exists():
+                studies[row, task] = json.loads(path.read_text())
+    return render_tuned(untuned, tuned, load_paper(), names, studies, render_cross_task)
 
 
 def load_profile_json(name: str) -> dict | None:
