@@ -401,3 +401,19 @@ def test_tuned_page_sets_tuned_rows_beside_untuned():
     assert cells[5] == "1x" and cells[7] == "3" and cells[8] == "1.00e-1"
     assert "| `kan_fine` |" in page and "not tuned" in page
     assert "## Cross-task score, tuned board" in page
+
+
+def test_studies_index_lists_every_tuned_config():
+    from bench_mlkan.reporting.tuned import studies_index
+
+    cfg = {
+        "study": "kan_multilevel.poisson_2d.w7500",
+        "work_budget": 7500.0,
+        "trials": {"complete": 3, "pruned": 1, "failed": 0},
+        "metric": "log10 rel_l2",
+        "metric_value": 0.0123,
+        "stripped": {"task_options.size": "small"},
+    }
+    page = studies_index({("kan_multilevel", "poisson_2d"): cfg})
+    assert "| `poisson_2d` | `kan_multilevel` | [`kan_multilevel.poisson_2d.w7500`]" in page
+    assert "| 7500 | task_options.size=small | 3/1/0 | log10 rel_l2 = 1.23e-2 |" in page

@@ -179,9 +179,27 @@ def render_all(
             page.parent.mkdir(parents=True, exist_ok=True)
             page.write_text(tuned_page(by_profile[other], by_profile[name], (other, name)))
             written.append(page)
+    configs = shipped_tuned_configs()
+    if configs and not profiles:
+        from .tuned import studies_index
+
+        (out_root / "studies").mkdir(exist_ok=True)
+        (out_root / "studies" / "README.md").write_text(studies_index(configs))
+        written.append(out_root / "studies" / "README.md")
     index.write_text(render_index(by_profile, load_paper(), descriptions, pages))
     written.append(index)
     return written
+
+
+def shipped_tuned_configs() -> dict[tuple[str, str], dict]:
+    """{(baseline, task): JSON} of every ``baselines/<b>/tuned/<task>.json``."""
+    from bench_mlkan.baselines import BASELINES
+
+    out = {}
+    for name in BASELINES:
+        for path in sorted((BASELINES[name] / "tuned").glob("*.json")):
+            out[name, path.stem] = json.loads(path.read_text())
+    return out
 
 
 def tuned_page(untuned: Records, tuned: Records, names: tuple[str, str]) -> str:
