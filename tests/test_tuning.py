@@ -746,3 +746,19 @@ def test_level_pruning_skips_vcycle_transitions():
     cb.on_train_end(Trainer(), Module())
     assert cb.seen == 3
     assert study.trials[0].intermediate_values == {0: -2.0}
+
+
+def test_level_pruning_reads_the_training_loss_at_level_ends():
+    """A task ranked by its training loss (no such evaluation metric) is pruned on the
+    refinement's ``loss_before``; once every such trial failed."""
+    study = optuna.create_study()
+    cb = objective_module.LevelPruning(study.ask(), "train_loss")
+
+    class Module:
+        refinements = [{"level": 1, "step": 5, "loss_before": 1e-3, "level_end_metrics": {}}]
+
+    class Trainer:
+        should_stop = False
+
+    cb.on_train_end(Trainer(), Module())
+    assert study.trials[0].intermediate_values == {0: -3.0}

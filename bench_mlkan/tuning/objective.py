@@ -24,6 +24,10 @@ from ..config import ConfigError
 from ..engine import RunResult, train
 from .space import StudySpec, trial_config
 
+#: the final-metric key of the training loss (tasks ranked by it, e.g. the paper's Burgers
+#: table); at a level end it is the refinement record's ``loss_before``
+TRAIN_LOSS = "train_loss"
+
 
 class LevelPruning(L.Callback):
     """Report ``log10(metric)`` at every level boundary (step = the level that ended) and
@@ -47,7 +51,9 @@ class LevelPruning(L.Callback):
             self.seen += 1
             if record.get("kind") in ("restrict", "correct"):
                 continue  # a V-cycle's transition, not the end of a nested-pass level
-            metrics = record.get("level_end_metrics") or {}
+            metrics = dict(record.get("level_end_metrics") or {})
+            if "loss_before" in record:  # the training loss at the level's end, exactly
+                metrics.setdefault(TRAIN_LOSS, record["loss_before"])
             if self.metric not in metrics:
                 raise ConfigError(
                     f"metric {self.metric!r} not among the task's metrics {sorted(metrics)}"
