@@ -320,7 +320,7 @@ def test_page_renders_from_fixture_records():
         paper={"kan_fine": (2.54e-3, 5.64e-3)},
     )
     first = page.split("\n\n")[2]
-    assert first.startswith("**All claims reproduce together under: `literal`.**")
+    assert first.startswith("**All claims measured here reproduce together under: `literal`.**")
     assert "5.1d (ReLU fine fails (median > 0.1)): `literal`;" in first
     assert (
         "Not measured by this profile" in page
@@ -400,7 +400,7 @@ def test_entry_point_writes_the_page(tmp_path):
         == 0
     )
     text = page.read_text()
-    assert "**All claims reproduce together under: `literal`.**" in text
+    assert "**All claims measured here reproduce together under: `literal`.**" in text
     assert "- the finding" in text and "| `suite` | ours |" in text
 
 
