@@ -77,7 +77,7 @@ from .records import (
     row_name,
     write_record,
 )
-from .workers import WorkerPool, visible_gpus
+from .workers import WorkerPool, threads_per_worker, visible_gpus
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 #: --compare-tol default: "same" when ours / reference is within 1 +- this
@@ -739,7 +739,7 @@ def run_all(
             started(job, os.getpid())
             done(job, run_one(job[0], Path(job[1]), profile, job[3]), None)
         return records
-    threads = max(1, (os.cpu_count() or 1) // n)
+    threads = threads_per_worker(n)
     pool = WorkerPool(min(n, len(jobs)), gpus, threads)
     try:
         pool.start()
@@ -1073,7 +1073,7 @@ def _dry_run(args, specs: list[RunSpec], folder: Path, workers: int) -> int:
     print(_header(args, specs, plan, folder, workers), flush=True)
     _print_conflicts(plan, folder, error=False)
     if plan.todo:
-        threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+        threads = threads_per_worker(workers)
         estimates = estimate_all(plan.todo, _estimate_sources(args, folder), True, threads)
         print("estimated wall time (from records of the same task, baseline and points scaled "
               "by steps, else a short calibration in this process):")  # fmt: skip

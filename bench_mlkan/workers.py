@@ -100,6 +100,19 @@ def _worker_main(conn, gpu: str | None, threads: int, parent_pid: int) -> None:
         conn.send({k: v for k, v in record.items() if k not in ("history", "eval_history")})
 
 
+def threads_per_worker(workers: int) -> int:
+    """Torch/OpenMP threads for each of ``workers`` processes: ``$OMP_NUM_THREADS`` when set
+    (a user sharing the machine), else the CPUs this process may use divided among them."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(workers, 1))
+
+
 @dataclass
 class _Worker:
     process: Any

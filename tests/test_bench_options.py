@@ -315,3 +315,17 @@ def test_experiment_tuned_flag_uses_tuned_configs(tmp_path, monkeypatch):
     plain = bench.expand({"name": "p", "experiments": [exp]})
     tuned = bench.expand({"name": "p", "experiments": [{**exp, "tuned": True}]})
     assert plain[0].config["lr"] == 1.0 and tuned[0].config["lr"] == 0.5
+
+
+def test_threads_per_worker_divides_the_cpus_and_honours_omp_num_threads(monkeypatch):
+    import os
+
+    from bench_mlkan.workers import threads_per_worker
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert threads_per_worker(1) == cpus
+    assert threads_per_worker(cpus) == 1
+    assert threads_per_worker(cpus * 4) == 1  # never zero
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_per_worker(1) == 3 and threads_per_worker(8) == 3

@@ -24,6 +24,7 @@ from ..config import ConfigError
 from ..home import ENV as HOME_ENV
 from ..home import home, tuned_file
 from ..plugins import PluginError, load_plugins, load_plugins_from_env
+from ..workers import threads_per_worker
 from .queue import (
     PRUNERS,
     Stop,
@@ -195,7 +196,7 @@ def launch_workers(
     """Start ``workers`` worker processes (one per GPU, pinned) and wait for them all;
     0 when all ended normally, else 1 (each worker that did not is named)."""
     procs = []
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     for i in range(workers):
         env = dict(os.environ)
         if gpus:
