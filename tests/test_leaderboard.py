@@ -167,6 +167,11 @@ def test_shipped_pages_match_shipped_records(tmp_path):
             assert shipped[page] == got[page], (
                 f"leaderboards/{name}/{page} does not match its records; run `make leaderboard`"
             )
+    for page in sorted((tmp_path / "sensitivity").glob("*.md")):  # ablation profiles' pages
+        assert page.read_text() == (SHIPPED / "sensitivity" / page.name).read_text(), (
+            f"leaderboards/sensitivity/{page.name} does not match its records; "
+            "run `make leaderboard`"
+        )
 
 
 def test_shipped_figures_exist_for_every_planned_figure():
