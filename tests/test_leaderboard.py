@@ -421,4 +421,4 @@ def test_studies_index_lists_every_tuned_config():
     }
     page = studies_index({("kan_multilevel", "poisson_2d"): cfg})
     assert "| `poisson_2d` | `kan_multilevel` | [`kan_multilevel.poisson_2d.w7500`]" in page
-    assert "| 7500 | task_options.size=small | 3/1/0 | log10 rel_l2 = 1.23e-2 |" in page
+    assert "| 7500 | task_options.size=small | 3/1/0 | rel_l2 = 1.23e-2 |" in page

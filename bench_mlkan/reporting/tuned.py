@@ -194,7 +194,9 @@ def studies_index(configs: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
                 fmt_count(c.get("work_budget")),
                 fixed or "-",
                 "/".join(str(trials.get(k, 0)) for k in ("complete", "pruned", "failed")),
-                f"{c.get('metric', '-')} = {fmt_sci(c.get('metric_value'))}",
+                # the study minimises log10 of the metric; metric_value is the metric itself
+                f"{str(c.get('metric', '-')).removeprefix('log10 ')} = "
+                f"{fmt_sci(c.get('metric_value'))}",
                 f"`baselines/{base}/tuned/{task}.json`",
             ]
         )
