@@ -200,8 +200,9 @@ BEYOND_NESTED = ("vcycle", "adaptive")
 def _medians(recs: Sequence[Record], task: str) -> tuple[float, float | None, float | None]:
     """(median final metric, median best-so-far, median work) of a row's finished runs."""
     info = task_info(task)
-    done = [r for r in recs if r.status == "ok" and r.final(info.metric) is not None]
-    final = median_inf([float(r.final(info.metric)) for r in done]) if done else math.nan
+    finals = [(r, v) for r in recs if r.status == "ok" and (v := r.final(info.metric)) is not None]
+    done = [r for r, _ in finals]
+    final = median_inf([float(v) for _, v in finals]) if finals else math.nan
     best = [b for r in done if (b := best_so_far(r, info)) is not None]
     work = [float(r.work) for r in done if r.work is not None]
     return final, (median_inf(best) if best else None), (median_inf(work) if work else None)

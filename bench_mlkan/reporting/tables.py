@@ -233,7 +233,9 @@ def table_csv(rows: Sequence[RowAggregate], paper_task: Mapping | None) -> str:
     w.writerow(head)
     for a in rows:
         m, entry = a.metric, paper_row(paper_task, a)
-        stats = [m.mean, m.sd, m.median, m.minimum, m.maximum] if m else [None] * 5
+        stats: list[float | None] = (
+            [m.mean, m.sd, m.median, m.minimum, m.maximum] if m else [None] * 5
+        )
         stats.append(a.best.mean if a.best else None)
         extra = [e.mean if (e := a.extras.get(k)) else None for k in extras]
         work = [s.median if (s := a.work.get(k)) else None for k in CSV_WORK]

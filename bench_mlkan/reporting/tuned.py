@@ -31,13 +31,14 @@ def merged(untuned: Records, tuned: Records) -> dict[str, dict[str, Sequence[Rec
 def _stats(recs: Sequence[Record], task: str) -> tuple[float | None, float | None, float | None]:
     """(median final metric, median best-so-far, median work) of the finished runs."""
     info = task_info(task)
-    done = [r for r in recs if r.status == "ok" and r.final(info.metric) is not None]
-    if not done:
+    finals = [(r, v) for r in recs if r.status == "ok" and (v := r.final(info.metric)) is not None]
+    if not finals:
         return None, None, None
+    done = [r for r, _ in finals]
     best = [b for r in done if (b := best_so_far(r, info)) is not None]
     work = [float(r.work) for r in done if r.work is not None]
     return (
-        median_inf([float(r.final(info.metric)) for r in done]),
+        median_inf([float(v) for _, v in finals]),
         median_inf(best) if best else None,
         median_inf(work) if work else None,
     )
