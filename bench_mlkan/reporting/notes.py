@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from ..records import Record
 from ..scoring.claims import ClaimCheck, Evidence, PairCheck, SeedValues
 from ..scoring.metadata import baseline_info, row_order, task_info
-from ..scoring.profiles import median_inf
-from ..scoring.trajectory import UNITS, best_so_far
+from ..scoring.profiles import median_inf, row_medians
+from ..scoring.trajectory import UNITS
 from ..stats import ALPHA
 from .describe import fmt_schedule
 from .fmt import fmt_count, fmt_p, fmt_ratio, fmt_sci, fmt_times
@@ -198,14 +198,9 @@ BEYOND_NESTED = ("vcycle", "adaptive")
 
 
 def _medians(recs: Sequence[Record], task: str) -> tuple[float, float | None, float | None]:
-    """(median final metric, median best-so-far, median work) of a row's finished runs."""
-    info = task_info(task)
-    finals = [(r, v) for r in recs if r.status == "ok" and (v := r.final(info.metric)) is not None]
-    done = [r for r, _ in finals]
-    final = median_inf([float(v) for _, v in finals]) if finals else math.nan
-    best = [b for r in done if (b := best_so_far(r, info)) is not None]
-    work = [float(r.work) for r in done if r.work is not None]
-    return final, (median_inf(best) if best else None), (median_inf(work) if work else None)
+    """``row_medians`` with nan for a row without a finished run."""
+    final, best, work = row_medians(recs, task)
+    return (math.nan if final is None else final), best, work
 
 
 def strategy_lines(by_row: Mapping[str, Sequence[Record]], reference: str, task: str) -> list[str]:

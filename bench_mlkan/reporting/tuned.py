@@ -16,8 +16,7 @@ from typing import Any
 from ..records import Record
 from ..scoring.claims import check_claim, paper_claims
 from ..scoring.metadata import row_order, task_info, task_order
-from ..scoring.profiles import cross_task, median_inf
-from ..scoring.trajectory import best_so_far
+from ..scoring.profiles import cross_task, row_medians
 from .fmt import fmt_count, fmt_ratio, fmt_sci, md_table
 
 Records = Mapping[str, Mapping[str, Sequence[Record]]]
@@ -26,22 +25,6 @@ Records = Mapping[str, Mapping[str, Sequence[Record]]]
 def merged(untuned: Records, tuned: Records) -> dict[str, dict[str, Sequence[Record]]]:
     """Per task of either: the untuned rows, each replaced by its tuned runs if any."""
     return {t: {**dict(untuned.get(t, {})), **dict(tuned.get(t, {}))} for t in {*untuned, *tuned}}
-
-
-def _stats(recs: Sequence[Record], task: str) -> tuple[float | None, float | None, float | None]:
-    """(median final metric, median best-so-far, median work) of the finished runs."""
-    info = task_info(task)
-    finals = [(r, v) for r in recs if r.status == "ok" and (v := r.final(info.metric)) is not None]
-    if not finals:
-        return None, None, None
-    done = [r for r, _ in finals]
-    best = [b for r in done if (b := best_so_far(r, info)) is not None]
-    work = [float(r.work) for r in done if r.work is not None]
-    return (
-        median_inf([float(v) for _, v in finals]),
-        median_inf(best) if best else None,
-        median_inf(work) if work else None,
-    )
 
 
 def tuned_settings(config: Mapping[str, Any]) -> str:
@@ -74,8 +57,8 @@ def task_rows(
     out = []
     for row in row_order({**untuned, **tuned}):
         u, t = untuned.get(row, ()), tuned.get(row, ())
-        uf, ub, uw = _stats(u, task)
-        tf, tb, tw = _stats(t, task)
+        uf, ub, uw = row_medians(u, task)
+        tf, tb, tw = row_medians(t, task)
         ratio = tf / uf if tf is not None and uf else None
         study = studies.get((row, task)) or {}
         trials = study.get("trials") or {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..records import Record
 from .aggregate import seed_result
 from .metadata import TaskInfo, row_order, task_info, task_order
-from .trajectory import time_to_target
+from .trajectory import best_so_far, time_to_target
 
 TAU_MAX_TIME = 4.0
 TAU_MAX_QUALITY = 100.0
@@ -32,6 +32,23 @@ def median_inf(values: Sequence[float]) -> float:
         return v[mid]
     a, b = v[mid - 1], v[mid]
     return math.inf if math.isinf(a) or math.isinf(b) else (a + b) / 2
+
+
+def row_medians(
+    recs: Sequence[Record], task: str
+) -> tuple[float | None, float | None, float | None]:
+    """(median final metric, median best-so-far, median work) of a row's finished runs;
+    ``None`` where no run gives a value."""
+    info = task_info(task)
+    finals = [(r, v) for r in recs if r.status == "ok" and (v := r.final(info.metric)) is not None]
+    done = [r for r, _ in finals]
+    best = [b for r in done if (b := best_so_far(r, info)) is not None]
+    work = [float(r.work) for r in done if r.work is not None]
+    return (
+        median_inf([float(v) for _, v in finals]) if finals else None,
+        median_inf(best) if best else None,
+        median_inf(work) if work else None,
+    )
 
 
 @dataclass(frozen=True)
