@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..eta import fmt_duration
 from ..records import Record
 from ..scoring.aggregate import STATUSES, WORK_FIELDS, RowAggregate, aggregate_task, seed_result
 from ..scoring.claims import check_claim, paper_claims
@@ -338,6 +339,7 @@ def render_summary(
     """The summary page of one profile."""
     tasks = task_order(records)
     n_runs = sum(len(v) for by in records.values() for v in by.values())
+    run_time = sum(r.wall_clock for by in records.values() for v in by.values() for r in v)
     lines = [
         f"# Leaderboards, profile `{profile}`",
         "",
@@ -347,7 +349,8 @@ def render_summary(
     if not tasks:
         return "\n".join([*lines, "No run records yet: run `make bench`.", ""])
     lines += [
-        f"{plural(n_runs, 'run')} on {plural(len(tasks), 'task')}. Only the `paper` profile "
+        f"{plural(n_runs, 'run')} on {plural(len(tasks), 'task')}; their recorded run time "
+        f"sums to {fmt_duration(run_time)}. Only the `paper` profile "
         "is the paper's setting; the others run reduced point sets, seeds and step counts "
         "(stated per experiment).",
         "",
