@@ -269,7 +269,7 @@ def test_the_worker_command_line_is_the_parsed_namespace(tmp_path):
     assert worker.worker_only and worker.worker_index == 1 and worker.accelerator == "gpu"
     assert worker.gpus is None and worker.workers is None
     assert (worker.storage, worker.study, worker.metric) == (url, spec.study_name, spec.metric)
-    assert worker.plugins == ["m"] and worker.set == args.set and worker.seed == 1234
+    assert worker.plugins == ["m"] and worker.set == args.set and worker.seed == [1234]
     assert worker.baseline == "kan_multilevel"
 
 
@@ -336,6 +336,44 @@ def test_one_storage_holds_every_study(tmp_path, monkeypatch):
         assert optuna.load_study(study_name=study, storage=db_url(tmp_path)).metric_names == [
             OBJECTIVE
         ]
+
+
+def test_a_study_on_several_seeds_scores_the_geometric_mean_of_real_runs(tmp_path):
+    """--seed A B: each trial trains on both seeds; its value is the mean of log10 metric,
+    each seed's metric equals an independent train() of the trial's config on that seed."""
+    from bench_mlkan.engine import train
+
+    baseline = copy_baseline(tmp_path)
+    argv = tiny_args(tmp_path, baseline, "--pruner", "none", trials=2)
+    argv[argv.index("--seed") + 1 : argv.index("--seed") + 2] = ["1234", "1240"]
+    assert tuning.tune_main(argv) == 0
+    name = Path(baseline).name
+    study = load(tmp_path, f"{name}.regression_rotated.w8.2seeds")  # another objective
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        per_seed = t.user_attrs["seed_metric_values"]
+        assert sorted(per_seed) == ["1234", "1240"]
+        logs = [math.log10(v) for v in per_seed.values()]
+        assert t.value == pytest.approx(sum(logs) / 2, rel=1e-12)
+        assert t.user_attrs["metric_value"] == pytest.approx(10 ** (sum(logs) / 2), rel=1e-9)
+    best = min(trials, key=lambda t: t.value)
+    tuned = json.loads(tuned_json(tmp_path, baseline).read_text())
+    assert tuned["seeds"] == [1234, 1240] and tuned["trial"] == best.number
+    assert tuned["seed_metric_values"] == best.user_attrs["seed_metric_values"]
+    sizes = normalise_sets(parse_sets(TINY))["task_options"]  # stripped from tuned configs
+    metric = TASKS["regression_rotated"].metric
+    for seed in (1234, 1240):
+        config = baseline_config(name, "regression_rotated", seed=seed, overrides=tuned["config"])
+        run = {**config.to_dict(), "task_options": sizes, "progress": False}
+        again = train(run).final_metrics[metric]
+        assert again == pytest.approx(best.user_attrs["seed_metric_values"][str(seed)], rel=1e-9)
+    assert (
+        best.user_attrs["seed_metric_values"]["1234"]
+        != best.user_attrs["seed_metric_values"]["1240"]
+    )  # the seeds really differ
+    summary = (tmp_path / "studies" / study.study_name / "README.md").read_text()
+    assert "mean over the training seeds 1234, 1240" in summary
 
 
 def test_pruning_stops_a_trial_at_a_level_boundary(tmp_path):

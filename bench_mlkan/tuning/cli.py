@@ -76,7 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="import a module or .py file that registers tasks/models/baselines (repeatable; "
         "workers import it too)",
     )
-    p.add_argument("--seed", type=int, default=None, help="training seed of every trial")
+    p.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="training seed(s) of every trial; with several, a trial trains once per seed and "
+        "its value is the mean of log10 metric over them (the geometric mean), pruning "
+        "watches the first seed's run",
+    )
     p.add_argument("--sampler-seed", type=int, default=None, help="TPE seed (+ worker index)")
     p.add_argument(
         "--metric", default=None, help="metric to optimise (log10); default: the task's metric"
@@ -130,8 +139,11 @@ def namespace_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return argv
 
 
-def default_study_name(task: str, baseline: str, budget: float) -> str:
-    return f"{baseline}.{task}.w{budget:g}"
+def default_study_name(task: str, baseline: str, budget: float, n_seeds: int = 1) -> str:
+    """``<baseline>.<task>.w<budget>``, ``.<n>seeds`` appended when trials train on several
+    seeds (another objective, so another study)."""
+    name = f"{baseline}.{task}.w{budget:g}"
+    return name if n_seeds <= 1 else f"{name}.{n_seeds}seeds"
 
 
 def baseline_name(value: str) -> str:
@@ -157,7 +169,10 @@ def spec_from_args(args: argparse.Namespace) -> tuple[StudySpec, str]:
     task = TASKS[args.task]
     baseline = baseline_name(args.baseline)
     load_baseline(baseline)
-    study = args.study or default_study_name(args.task, baseline, args.budget)
+    seeds = list(args.seed or [])
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed: repeated seed in {seeds}")
+    study = args.study or default_study_name(args.task, baseline, args.budget, len(seeds))
     spec = StudySpec(
         task=args.task,
         baseline=baseline,
@@ -165,7 +180,8 @@ def spec_from_args(args: argparse.Namespace) -> tuple[StudySpec, str]:
         metric=args.metric or task.metric,
         direction=task.direction,
         sets=normalise_sets(parse_sets(args.set)),
-        seed=args.seed,
+        seed=seeds[0] if seeds else None,
+        extra_seeds=tuple(seeds[1:]),
         accelerator=args.accelerator,
         wandb=args.wandb,
         study_name=study,

@@ -1,6 +1,7 @@
 """The objective: train one trial at the fixed work budget, pruning at level boundaries.
 
-``objective(spec, trial)`` returns ``log10`` of the task's metric at the end of the budget.
+``objective(spec, trial)`` returns ``log10`` of the task's metric at the end of the budget
+(with several training seeds: the mean of log10 over them, each seed a full run).
 ``LevelPruning`` reports the metric (log10) at every level boundary (step = the level that
 just ended) and stops the run when the pruner says so; the trial is then PRUNED. A diverged
 run is PRUNED with ``user_attrs["reason"]``; a crashed run (or a config that buys no step)
@@ -103,6 +104,8 @@ def objective(spec: StudySpec, trial: optuna.trial.BaseTrial) -> float:
     try:
         result = train(config, callbacks=[pruning], loggers=[logger] if logger else None)
         value = _outcome(spec, trial, result, pruning)
+        if spec.extra_seeds:
+            value = _more_seeds(spec, trial, config, result, value)
         state = "complete"
         return value
     except optuna.TrialPruned as e:
@@ -151,6 +154,28 @@ def _outcome(
         trial.set_user_attr("reason", reason)
         raise optuna.TrialPruned(reason)
     return value
+
+
+def _more_seeds(
+    spec: StudySpec, trial: optuna.trial.BaseTrial, config: dict, first: RunResult, value: float
+) -> float:
+    """Train the trial's config on ``spec.extra_seeds`` too (no pruning: the first seed's
+    run was watched); the mean of log10 metric over all seeds. A failed, diverged or
+    non-finite extra run ends the trial as the first seed's would. The user attributes keep
+    the per-seed values, ``metric_value`` their geometric mean, ``wall_clock`` the sum."""
+    values = {str(spec.seeds[0]): value}
+    raw = {str(spec.seeds[0]): first.final_metrics[spec.metric]}
+    wall = first.wall_clock
+    for seed in spec.extra_seeds:
+        result = train({**config, "seed": seed})
+        wall += result.wall_clock
+        values[str(seed)] = _outcome(spec, trial, result, LevelPruning(trial, spec.metric))
+        raw[str(seed)] = result.final_metrics[spec.metric]
+    mean = sum(values.values()) / len(values)
+    trial.set_user_attr("seed_metric_values", raw)
+    trial.set_user_attr("metric_value", 10.0**mean)
+    trial.set_user_attr("wall_clock", wall)
+    return mean
 
 
 def wandb_logger(spec: StudySpec, trial: optuna.trial.BaseTrial, config: dict) -> Any:

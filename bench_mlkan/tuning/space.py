@@ -207,6 +207,7 @@ class StudySpec:
     direction: str = "minimize"
     sets: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    extra_seeds: tuple[int, ...] = ()
     accelerator: str | None = None
     wandb: bool = False
     study_name: str = ""
@@ -221,8 +222,15 @@ class StudySpec:
     def studies_dir(self) -> Path:
         return Path(self.out) / "studies"
 
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """Every training seed of a trial: ``seed`` (the one pruning watches; the baseline's
+        when None), then the extra ones."""
+        first = self.seed if self.seed is not None else int(self.base_config()["seed"])
+        return (first, *self.extra_seeds)
+
     def meta(self) -> dict[str, Any]:
-        return {
+        meta = {
             "task": self.task,
             "baseline": self.baseline,
             "budget": self.budget,
@@ -231,6 +239,9 @@ class StudySpec:
             "sets": self.sets,
             "seed": self.seed,
         }
+        if self.extra_seeds:  # absent for one seed: studies stored before stay compatible
+            meta["extra_seeds"] = list(self.extra_seeds)
+        return meta
 
     def base_config(self) -> dict[str, Any]:
         """The baseline's config on the task with the ``--set`` overrides applied."""
