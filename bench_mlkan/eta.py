@@ -52,8 +52,11 @@ class Progress:
     """Elapsed time and ETA for progress lines, from estimates and finished runs' times.
 
     The ETA scales the remaining estimates by (sum of finished runs' times / sum of their
-    estimates); runs without an estimate count the mean time of finished runs; it divides
-    the remaining time by the workers (never below the longest single remaining run).
+    estimates), per row (labels ``task/row/seed<k>``) once a run of that row finished, else
+    over all finished runs (estimates borrowed from another variant of a baseline can be off
+    by 30x for one row and not for the next); runs without an estimate count the mean time
+    of finished runs; it divides the remaining time by the workers (never below the longest
+    single remaining run).
     """
 
     def __init__(self, labels: list[str], estimates: dict[str, float | None], workers: int):
@@ -74,16 +77,27 @@ class Progress:
         if started is not None:
             self.actual[label] = time.perf_counter() - started
 
+    @staticmethod
+    def row_of(label: str) -> str:
+        """``task/row`` of a run label ``task/row/seed<k>``."""
+        return label.rsplit("/", 1)[0]
+
     def eta(self) -> float | None:
-        done_est = [(self.actual[k], self.estimates.get(k)) for k in self.actual]
-        with_est = [(a, e) for a, e in done_est if e]
-        scale = sum(a for a, _ in with_est) / sum(e for _, e in with_est) if with_est else 1.0
+        sums: dict[str | None, list[float]] = {}  # row (None: all) -> [actual, estimated]
+        for k, a in self.actual.items():
+            e = self.estimates.get(k)
+            if e:
+                for key in (None, self.row_of(k)):
+                    acc = sums.setdefault(key, [0.0, 0.0])
+                    acc[0] += a
+                    acc[1] += e
         mean_actual = sum(self.actual.values()) / len(self.actual) if self.actual else None
         now_ = time.perf_counter()
         left = []
         for label in self.pending:
             est = self.estimates.get(label)
-            guess = est * scale if est else mean_actual
+            a, e = sums.get(self.row_of(label)) or sums.get(None) or (1.0, 1.0)
+            guess = est * a / e if est else mean_actual
             if guess is None:
                 return None
             left.append(max(guess - (now_ - self.running[label]), 0.0) if label in self.running

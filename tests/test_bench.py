@@ -251,6 +251,16 @@ def test_eta_from_finished_runs(monkeypatch):
     assert p.eta() == pytest.approx(6.0)  # b: 10 - 4 running; c: 5 -> max(11/2, 6)
     assert p.prefix() == "[1/3 elapsed 9s ETA 6s]"
     assert eta.makespan([5, 3, 3, 1], 2) == 6
+    # per row: a row's own finished runs set its scale; other rows keep the global one
+    q = eta.Progress(["t/x/seed1", "t/x/seed2", "t/y/seed1", "t/z/seed1"],
+                     {"t/x/seed1": 1.0, "t/x/seed2": 1.0, "t/y/seed1": 10.0,
+                      "t/z/seed1": 4.0}, workers=1)  # fmt: skip
+    for label, took in (("t/x/seed1", 30.0), ("t/y/seed1", 5.0)):
+        q.start(label)
+        clock[0] += took
+        q.finish(label)
+    # x/seed2: 1 x 30 (its row ran 30x its estimate); z: 4 x (35 / 11) (no run of its row)
+    assert q.eta() == pytest.approx(30.0 + 4.0 * 35.0 / 11.0)
     assert eta.fmt_duration(3725) == "1h02m" and eta.fmt_duration(245) == "4m05s"
 
 
