@@ -204,6 +204,13 @@ class VCycleStrategy(MultilevelStrategy):
             while pl_module.level > level:
                 self.restrict(trainer, pl_module)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        """A run stopped inside a coarse visit (the work budget ran out there) applies the
+        pending corrections, so that it ends on the fine model and the fine objective: the
+        coarse model and its shifted loss (negative, in general) are no result."""
+        while self._stack:
+            self.correct(trainer, pl_module)
+
     def restrict(self, trainer: L.Trainer, pl_module) -> None:
         """Go one level down: v0 = R u, objective L_c(v) - <tau, v> (module docstring)."""
         fine, fine_shift = pl_module.model, pl_module.loss_shift

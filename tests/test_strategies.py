@@ -209,6 +209,29 @@ def test_short_vcycle_run_records_the_levels_visited():
     assert not any("loss/mgopt_shift" in h for h in r.history[11:])
 
 
+def test_a_vcycle_stopped_by_the_budget_in_a_coarse_visit_ends_on_the_fine_model():
+    """The work budget runs out two steps into the coarse visit: the pending correction is
+    applied, the run ends on level 1 and its train_loss is the fine objective."""
+    task = small_task()
+    options = {"cycles": 1, "coarse_steps": 3, "fine_steps": 2}
+    config = small_config(strategy_name="vcycle", strategy_options=options, work_budget=14.0)
+    r = train(config, task=task)
+    assert r.status == "ok", r.error
+    assert [h["level"] for h in r.history] == [0] * 4 + [1] * 4 + [0] * 2
+    assert [(x.get("kind"), x["level"], x["step"]) for x in r.refinements] == [
+        (None, 1, 4), ("restrict", 0, 8), ("correct", 1, 10)
+    ]  # fmt: skip
+    fine = train(small_config(schedule=[4, 4]), task=task)
+    assert sum(p.numel() for p in r.model.parameters()) == sum(
+        p.numel() for p in fine.model.parameters()
+    )  # the fine model, not the coarse one
+    # the fine objective of the returned model (no coarse shift), never above the loss
+    # the fine level had before the coarse visit (the correction's line search)
+    assert r.final_metrics["train_loss"] > 0
+    assert r.final_metrics["train_loss"] <= r.refinements[1]["loss_before"] * (1 + 1e-12)
+    assert r.final_metrics["train_loss"] == pytest.approx(r.refinements[-1]["loss_after"])
+
+
 def test_strategy_options_are_checked():
     with pytest.raises(ConfigError, match="strategy_options.cyles"):
         small_config(strategy_name="vcycle", strategy_options={"cyles": 1}).validate()
