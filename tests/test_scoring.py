@@ -400,3 +400,15 @@ def test_paper_results_transcription():
         assert c.kind in ("near_paper", "lower_by", "no_gain", "above")
         assert {c.subject, *c.against} <= set(BASELINES)
         assert c.task in paper["tasks"]
+
+
+def test_budgets_a_few_whole_steps_apart_count_as_one():
+    """7496 vs 7500 coarse steps (whole-step rounding of a split budget) is one budget, the
+    runs' ends; 118 vs 128 is not (the smaller total, read along the trajectories)."""
+    a = [record(seed=s, works=[1.0, 3000.0, 7496.0]) for s in (1, 2)]
+    b = [record(seed=s, works=[1.0, 3000.0, 7500.0]) for s in (1, 2)]
+    assert C.common_budget([a, b], "work") == (7496.0, True)
+    c = [record(seed=s, works=[1.0, 60.0, 118.0]) for s in (1, 2)]
+    d = [record(seed=s, works=[1.0, 60.0, 128.0]) for s in (1, 2)]
+    assert C.common_budget([c, d], "work") == (118.0, False)
+    assert C.BUDGET_RTOL == pytest.approx(0.01)
