@@ -30,7 +30,9 @@ step's own level. A transition rebuilds the optimizer (as a refinement does); ea
 recorded in ``refinements`` with ``kind`` "restrict" or "correct" (``exact: false``). The
 callback keeps the fine models of an open cycle in memory: a run cannot resume from a
 checkpoint (rejected by ``check_strategy``; the bench never checkpoints one and restarts a
-killed one from step 0, ``bench.resumable``). Segments of zero steps are skipped, so with
+killed one from step 0, ``bench.resumable``). A run the work budget stops inside a coarse
+visit applies its pending corrections at the end (``on_train_end``): it ends on the fine
+model and objective. Segments of zero steps are skipped, so with
 ``coarse_steps = 0`` the run is nested iteration with ``cycles * fine_steps`` more fine
 steps, bit for bit.
 
