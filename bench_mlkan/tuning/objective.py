@@ -122,7 +122,10 @@ def objective(spec: StudySpec, trial: optuna.trial.BaseTrial) -> float:
 
 
 def _outcome(
-    spec: StudySpec, trial: optuna.trial.BaseTrial, result: RunResult, pruning: LevelPruning
+    spec: StudySpec,
+    trial: optuna.trial.BaseTrial,
+    result: RunResult,
+    pruning: LevelPruning | None = None,
 ) -> float:
     """The trial's value from a finished run, or the exception that says why there is none."""
     trial.set_user_attr("status", result.status)
@@ -136,7 +139,7 @@ def _outcome(
         reason = f"diverged: {result.diverged}"
         trial.set_user_attr("reason", reason)
         raise optuna.TrialPruned(reason)
-    if pruning.pruned is not None:
+    if pruning is not None and pruning.pruned is not None:
         p = pruning.pruned
         reason = f"pruned at the end of level {p['level']} ({spec.metric} log10 {p['value']:.4g})"
         trial.set_user_attr("reason", reason)
@@ -169,7 +172,7 @@ def _more_seeds(
     for seed in spec.extra_seeds:
         result = train({**config, "seed": seed})
         wall += result.wall_clock
-        values[str(seed)] = _outcome(spec, trial, result, LevelPruning(trial, spec.metric))
+        values[str(seed)] = _outcome(spec, trial, result)
         raw[str(seed)] = result.final_metrics[spec.metric]
     mean = sum(values.values()) / len(values)
     trial.set_user_attr("seed_metric_values", raw)
