@@ -42,7 +42,7 @@ from . import cache_files, kernels_c
 from .kernels import derivative_tables
 from .splines import Grid
 
-VERSION = 13
+VERSION = 14
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -56,18 +56,20 @@ _C_HEADER = r"""#include <math.h>
 #define RMAX 10        /* output rows 1 + D + M <= RMAX */
 #define PAR_WORK 32768 /* multiply-adds below which a call runs on one thread */
 #define BLOCK_INPUTS 64 /* inputs (rows x P) prepared together */
+#define NARROW_BELOW 2  /* outputs Q with Q * NARROW_BELOW < VL run over inputs */
 """
 
 _C_TEMPLATE = r"""
 /* ============================ scalar_t = @T@ ============================ */
-#define VL_@SUF@ (32 / (int64_t)sizeof(@T@)) /* outputs per register block */
-typedef @T@ jvec_@SUF@ __attribute__((vector_size(32), aligned(sizeof(@T@))));
+#define VL_@SUF@ (64 / (int64_t)sizeof(@T@)) /* outputs per register block */
+typedef @T@ jvec_@SUF@ __attribute__((vector_size(64), aligned(sizeof(@T@))));
 
 typedef struct {
   const @T@ *x, *X, *tab, *G, *Gr, *tables; /* G: value cotangent, Gr: the rows' */
   @T@ *Y, *gx, *gX, *gtab;
   const int64_t *pi, *pj;
   int64_t N, P, n, K1, Q, D, M;
+  int64_t Qp; /* row stride of the table the row kernels read: Q, or Q padded to whole vectors */
   @T@ lo, hi, h;
 } jargs_@SUF@;
 
@@ -76,29 +78,29 @@ typedef struct {
    over i whatever P) */
 typedef struct {
   int64_t PB;
-  int64_t* poff; /* (PB) p (n + k) Q of input i */
-  int64_t* base; /* (PB) (p (n + k) + cell) Q */
+  int64_t* prow; /* (PB) p (n + k) of input i */
+  int64_t* row;  /* (PB) p (n + k) + cell: the first of the input's K1 table rows */
   @T@* s;        /* (PB) position in the cell */
   @T@* du;       /* (PB) d u / d x: 1 / h inside [lo, hi] (ends included), else 0 */
-  @T@* c;        /* (R, PB) multipliers X[k, b, p] du */
+  @T@* c;        /* (R, PB) multipliers X[k, b, p] du: row 1 + k's factor of f' */
+  @T@* cc;       /* (M, PB) c[I m] c[J m]: row 1 + D + m's factor of f'' */
   @T@* w;        /* (4, K1, PB) w^d_r */
-  @T@* a;        /* (R1, K1, PB) row coefficients */
-  @T@* dot;      /* (R1, K1, PB) G[k, b, :] . T[base + r Q + :] */
-  @T@* sums;     /* (3, R1, PB) sum_r w^1, w^2, w^3 times dot */
-  @T@* tg;       /* (K1 + R1 + 1, PB) the narrow-column paths' gathers and sums */
+  @T@* g;        /* (1 + 2 R1, PB) backward: dL/du, dL/dc (by row), dL/dcc (by row) */
+  @T@* v;        /* (K1 + 2 R1 + 3, PB) the narrow paths' gathers, rows and sums */
+  @T@* rows;     /* (R1, Qp) one batch row's outputs or cotangents, zero padded */
 } jscratch_@SUF@;
 
-/* cells, weights of orders 0 .. orders-1 and coefficients of the block's inputs */
+/* cells, weights of orders 0 .. orders-1 and multipliers of the block's inputs */
 INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int orders,
                         jscratch_@SUF@* S) {
-  const int64_t N = A->N, P = A->P, n = A->n, Q = A->Q, D = A->D, M = A->M, PB = S->PB;
+  const int64_t N = A->N, P = A->P, n = A->n, D = A->D, M = A->M, PB = S->PB;
   const int64_t TS = K1 * K1 + 2 * K1;
   const @T@* xb = A->x + b0 * P;
   const @T@ top = (@T@)(n - 1), lo = A->lo, hi = A->hi, h = A->h, inv = (@T@)1 / A->h;
   @T@* restrict s = S->s;
   @T@* restrict du = S->du;
-  int64_t* restrict base = S->base;
-  const int64_t* restrict poff = S->poff;
+  int64_t* restrict row = S->row;
+  const int64_t* restrict prow = S->prow;
 #pragma omp simd
   for (int64_t i = 0; i < PB; ++i) {
     const @T@ x = xb[i];
@@ -109,7 +111,7 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int 
     f = f >= (@T@)0 ? f : (@T@)0; /* NaN -> 0 */
     f = f > top ? top : f;
     s[i] = u - f;
-    base[i] = poff[i] + (int64_t)f * Q;
+    row[i] = prow[i] + (int64_t)f;
     du[i] = (x >= lo) & (x <= hi) ? inv : (@T@)0;
   }
   for (int64_t k = 0; k < D + M; ++k) {
@@ -117,6 +119,13 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int 
     @T@* ck = S->c + k * PB;
 #pragma omp simd
     for (int64_t i = 0; i < PB; ++i) ck[i] = Xk[i] * S->du[i];
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    const @T@* ca = S->c + A->pi[m] * PB;
+    const @T@* cb = S->c + A->pj[m] * PB;
+    @T@* cm = S->cc + m * PB;
+#pragma omp simd
+    for (int64_t i = 0; i < PB; ++i) cm[i] = ca[i] * cb[i];
   }
   for (int d = 0; d < orders; ++d) {
     const @T@* poly = A->tables + d * TS;
@@ -134,249 +143,232 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int 
       }
     }
   }
-  for (int64_t r = 0; r < K1; ++r) {
-    const @T@* w0 = S->w + r * PB;
-    const @T@* w1 = S->w + (K1 + r) * PB;
-    const @T@* w2 = S->w + (2 * K1 + r) * PB;
-    @T@* a0 = S->a + r * PB;
-#pragma omp simd
-    for (int64_t i = 0; i < PB; ++i) a0[i] = w0[i];
-    for (int64_t j = 0; j < D; ++j) {
-      const @T@* cj = S->c + j * PB;
-      @T@* aj = S->a + ((1 + j) * K1 + r) * PB;
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) aj[i] = cj[i] * w1[i];
-    }
-    for (int64_t m = 0; m < M; ++m) {
-      const @T@* cm = S->c + (D + m) * PB;
-      const @T@* ca = S->c + A->pi[m] * PB;
-      const @T@* cb = S->c + A->pj[m] * PB;
-      @T@* am = S->a + ((1 + D + m) * K1 + r) * PB;
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) am[i] = cm[i] * w1[i] + ca[i] * cb[i] * w2[i];
-    }
-  }
 }
 
-/* Y[k, b, :] = sum_{p, r} a[k, r, p] T[base[p] + r Q + :] for row b (inputs off + p of the
-   block): full blocks of VL outputs with R1 vector accumulators (the last Q % VL outputs:
-   ``jfwd_tail``) */
-INLINE void jfwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const int64_t R1,
-                            const jscratch_@SUF@* S) {
-  const int64_t Q = A->Q, N = A->N, P = A->P, K1 = A->K1, VL = VL_@SUF@, PB = S->PB;
-  const int64_t qfull = Q - Q % VL, KPB = K1 * PB;
-  const int64_t* base = S->base + off;
-  for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
+/* sum of the lanes, pairwise */
+INLINE @T@ jhsum_@SUF@(jvec_@SUF@ v) {
+  @T@ t[VL_@SUF@];
+  memcpy(t, &v, sizeof(v));
+  for (int64_t w = VL_@SUF@ / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) t[j] += t[j + w];
+  return t[0];
+}
+
+/* Y[k, b, :] for row b (inputs off + p of the block), whole vectors of columns: per input
+   F_d = sum_r w^d_r T[row + r, :] (the layer's function and its derivatives at the input),
+   Y[0] += F_0, Y[1 + j] += c_j F_1, Y[1 + D + m] also += cc_m F_2 */
+INLINE void jfwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int64_t off,
+                           const int64_t K1, const int64_t R1, jscratch_@SUF@* S) {
+  const int64_t Qp = A->Qp, Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB;
+  const int64_t VL = VL_@SUF@, KPB = K1 * PB;
+  const @T@* w0 = S->w + off;
+  const @T@* c = S->c + off;
+  const @T@* cc = S->cc + off;
+  const int64_t* row = S->row + off;
+  for (int64_t q0 = 0; q0 < Qp; q0 += VL) {
     jvec_@SUF@ acc[RMAX];
     for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
     for (int64_t p = 0; p < P; ++p) {
-      const @T@* tb = A->tab + base[p] + q0;
+      const @T@* tb = tab + row[p] * Qp + q0;
+      jvec_@SUF@ F1 = {0}, F2 = {0};
       for (int64_t r = 0; r < K1; ++r) {
-        const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + r * Q);
-        const @T@* a = S->a + r * PB + off + p;
-        for (int64_t k = 0; k < R1; ++k) acc[k] += a[k * KPB] * t;
+        const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + r * Qp);
+        const @T@* w = w0 + r * PB + p;
+        acc[0] += w[0] * t;
+        if (R1 > 1) F1 += w[KPB] * t;
+        if (R1 > 1 + D) F2 += w[2 * KPB] * t;
+      }
+      for (int64_t k = 1; k < R1; ++k) { /* whole loops over k keep acc in registers */
+        acc[k] += c[(k - 1) * PB + p] * F1;
+        if (k > D) acc[k] += cc[(k - 1 - D) * PB + p] * F2;
       }
     }
-    for (int64_t k = 0; k < R1; ++k) *(jvec_@SUF@*)(A->Y + (k * N + b) * Q + q0) = acc[k];
+    for (int64_t k = 0; k < R1; ++k) *(jvec_@SUF@*)(S->rows + k * Qp + q0) = acc[k];
   }
+  for (int64_t k = 0; k < R1; ++k)
+    memcpy(A->Y + (k * N + b) * Q, S->rows + k * Qp, sizeof(@T@) * Q);
 }
 
-/* dot[k, r, p] = G[k, b, :] . T[base[p] + r Q + :] and
-   gtab[base[p] + r Q + :] += sum_k a[k, r, p] G[k, b, :] for row b: full blocks per
-   coefficient row (R1 partial dots in registers), the last Q % VL columns over p */
-INLINE void jbwd_gemm_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off, const int64_t R1,
-                            jscratch_@SUF@* S, @T@* gtab, int dots) {
-  const int64_t Q = A->Q, NQ = A->N * A->Q, P = A->P, K1 = A->K1, VL = VL_@SUF@, PB = S->PB;
-  const int64_t qfull = Q - Q % VL, KPB = K1 * PB;
-  const int64_t* base = S->base + off;
-  const @T@* Gk[RMAX]; /* cotangent row k at batch row b */
-  Gk[0] = A->G + b * Q;
-  for (int64_t k = 1; k < R1; ++k) Gk[k] = A->Gr + (k - 1) * NQ + b * Q;
-  if (qfull == VL) { /* one block of columns: the cotangents stay in registers */
-    jvec_@SUF@ gv[RMAX];
-    for (int64_t k = 0; k < R1; ++k) gv[k] = *(const jvec_@SUF@*)Gk[k];
-    for (int64_t p = 0; p < P; ++p)
+/* the backward of ``jfwd_row`` for row b: with E1 = sum_k c_k G[1 + k] and
+   E2 = sum_m cc_m G[1 + D + m], gtab[row + r, :] += w^0_r G[0] + w^1_r E1 + w^2_r E2 and (dots)
+   the input's dL/du = (G[0] . F_1 + E1 . F_2 + E2 . F_3), dL/dc_k = G[1 + k] . F_1,
+   dL/dcc_m = G[1 + D + m] . F_2 */
+INLINE void jbwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int64_t off,
+                           const int64_t K1, const int64_t R1, jscratch_@SUF@* S, @T@* gtab,
+                           int dots) {
+  const int64_t Qp = A->Qp, Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB;
+  const int64_t VL = VL_@SUF@, KPB = K1 * PB;
+  @T@* Gp = S->rows; /* (R1, Qp), the padding stays zero */
+  memcpy(Gp, A->G + b * Q, sizeof(@T@) * Q);
+  for (int64_t k = 1; k < R1; ++k)
+    memcpy(Gp + k * Qp, A->Gr + ((k - 1) * N + b) * Q, sizeof(@T@) * Q);
+  const @T@* w0 = S->w + off;
+  const @T@* c = S->c + off;
+  const @T@* cc = S->cc + off;
+  const int64_t* row = S->row + off;
+  for (int64_t p = 0; p < P; ++p) {
+    const @T@* tb = tab + row[p] * Qp;
+    @T@* ob = gtab ? gtab + row[p] * Qp : 0;
+    jvec_@SUF@ au = {0}, a1[RMAX], a2[RMAX];
+    for (int64_t k = 0; k < R1; ++k) a1[k] = (jvec_@SUF@){0}, a2[k] = (jvec_@SUF@){0};
+    for (int64_t q0 = 0; q0 < Qp; q0 += VL) {
+      jvec_@SUF@ G[RMAX], E1 = {0}, E2 = {0};
+      for (int64_t k = 0; k < R1; ++k) G[k] = *(const jvec_@SUF@*)(Gp + k * Qp + q0);
+      for (int64_t k = 1; k < R1; ++k) {
+        E1 += c[(k - 1) * PB + p] * G[k];
+        if (k > D) E2 += cc[(k - 1 - D) * PB + p] * G[k];
+      }
+      jvec_@SUF@ F1 = {0}, F2 = {0}, F3 = {0};
       for (int64_t r = 0; r < K1; ++r) {
-        const jvec_@SUF@ t = *(const jvec_@SUF@*)(A->tab + base[p] + r * Q);
-        const @T@* a = S->a + r * PB + off + p;
-        if (gtab) {
-          @T@* o = gtab + base[p] + r * Q;
-          jvec_@SUF@ v = *(const jvec_@SUF@*)o;
-          for (int64_t k = 0; k < R1; ++k) v += a[k * KPB] * gv[k];
-          *(jvec_@SUF@*)o = v;
+        const @T@* w = w0 + r * PB + p;
+        if (ob) {
+          jvec_@SUF@* o = (jvec_@SUF@*)(ob + r * Qp + q0);
+          jvec_@SUF@ v = *o + w[0] * G[0];
+          if (R1 > 1) v += w[KPB] * E1;
+          if (R1 > 1 + D) v += w[2 * KPB] * E2;
+          *o = v;
         }
         if (dots) {
-          @T@* d = S->dot + r * PB + off + p;
-          for (int64_t k = 0; k < R1; ++k) {
-            const jvec_@SUF@ e = gv[k] * t;
-            @T@ sum = 0;
-            for (int64_t j = 0; j < VL; ++j) sum += e[j];
-            d[k * KPB] = sum;
-          }
+          const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + r * Qp + q0);
+          F1 += w[KPB] * t;
+          if (R1 > 1) F2 += w[2 * KPB] * t;
+          if (R1 > 1 + D) F3 += w[3 * KPB] * t;
         }
       }
-  } else if (qfull)
-    for (int64_t p = 0; p < P; ++p) {
-      for (int64_t r = 0; r < K1; ++r) {
-        const @T@* tr = A->tab + base[p] + r * Q;
-        const @T@* a = S->a + r * PB + off + p;
-        @T@* o = gtab ? gtab + base[p] + r * Q : 0;
-        jvec_@SUF@ acc[RMAX];
-        for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
-        for (int64_t q0 = 0; q0 < qfull; q0 += VL) {
-          const jvec_@SUF@ t = *(const jvec_@SUF@*)(tr + q0);
-          jvec_@SUF@ v = o ? *(const jvec_@SUF@*)(o + q0) : (jvec_@SUF@){0};
-          for (int64_t k = 0; k < R1; ++k) {
-            const jvec_@SUF@ gk = *(const jvec_@SUF@*)(Gk[k] + q0);
-            acc[k] += gk * t;
-            v += a[k * KPB] * gk;
-          }
-          if (o) *(jvec_@SUF@*)(o + q0) = v;
-        }
-        if (dots) {
-          @T@* d = S->dot + r * PB + off + p;
-          for (int64_t k = 0; k < R1; ++k) {
-            @T@ t = 0;
-            for (int64_t j = 0; j < VL; ++j) t += acc[k][j];
-            d[k * KPB] = t;
-          }
+      if (dots) {
+        au += G[0] * F1;
+        if (R1 > 1) au += E1 * F2;
+        if (R1 > 1 + D) au += E2 * F3;
+        for (int64_t k = 1; k < R1; ++k) {
+          a1[k] += G[k] * F1;
+          if (k > D) a2[k] += G[k] * F2;
         }
       }
     }
-  else if (dots)
-    for (int64_t k = 0; k < R1; ++k)
-      for (int64_t r = 0; r < K1; ++r) {
-        @T@* d = S->dot + (k * K1 + r) * PB + off;
-        for (int64_t p = 0; p < P; ++p) d[p] = 0;
-      }
-}
-
-/* the last columns q0 .. Q-1 of every row of the block, vectorised over the block's inputs i
-   (narrow outputs: the per-row loops above would run over P alone):
-   Y[k, b, q] = sum_p sum_r a[k, r, i] T[base[i] + r Q + q], i = (b - c0) P + p */
-INLINE void jfwd_tail_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, int64_t q0,
-                            const int64_t K1, const int64_t R1, jscratch_@SUF@* S) {
-  const int64_t Q = A->Q, N = A->N, P = A->P, PB = S->PB;
-  const int64_t* restrict base = S->base;
-  @T@* restrict t = S->tg;          /* (K1, PB) gathered coefficients of column q */
-  @T@* restrict prod = t + K1 * PB; /* (PB) one output row's products */
-  for (int64_t q = q0; q < Q; ++q) {
-    for (int64_t r = 0; r < K1; ++r)
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) t[r * PB + i] = A->tab[base[i] + r * Q + q];
-    for (int64_t k = 0; k < R1; ++k) {
-      const @T@* restrict a = S->a + k * K1 * PB;
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) prod[i] = a[i] * t[i];
-      for (int64_t r = 1; r < K1; ++r)
-#pragma omp simd
-        for (int64_t i = 0; i < PB; ++i) prod[i] += a[r * PB + i] * t[r * PB + i];
-      for (int64_t lb = 0; lb < rows; ++lb) {
-        @T@ v = 0;
-        for (int64_t p = 0; p < P; ++p) v += prod[lb * P + p];
-        A->Y[(k * N + c0 + lb) * Q + q] = v;
-      }
-    }
-  }
-}
-
-/* the backward of ``jfwd_tail``: dot[k, r, i] += G[k, b, q] T[base[i] + r Q + q] and
-   gtab[base[i] + r Q + q] += sum_k a[k, r, i] G[k, b, q] for the columns q0 .. Q-1 */
-INLINE void jbwd_tail_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, int64_t q0,
-                            const int64_t K1, const int64_t R1, jscratch_@SUF@* S, @T@* gtab,
-                            int dots) {
-  const int64_t Q = A->Q, N = A->N, P = A->P, PB = S->PB, KPB = K1 * PB;
-  const int64_t* restrict base = S->base;
-  @T@* restrict t = S->tg;          /* (K1, PB) gathered coefficients of column q */
-  @T@* restrict g = t + K1 * PB;    /* (R1, PB) G[k, b, q] per input */
-  @T@* restrict v = g + R1 * PB;    /* (PB) one table-gradient row */
-  for (int64_t q = q0; q < Q; ++q) {
-    for (int64_t k = 0; k < R1; ++k)
-      for (int64_t lb = 0; lb < rows; ++lb) {
-        const @T@ gk = k == 0 ? A->G[(c0 + lb) * Q + q] : A->Gr[((k - 1) * N + c0 + lb) * Q + q];
-        for (int64_t p = 0; p < P; ++p) g[k * PB + lb * P + p] = gk;
-      }
     if (dots) {
-      for (int64_t r = 0; r < K1; ++r)
+      S->g[off + p] = jhsum_@SUF@(au);
+      for (int64_t k = 1; k < R1; ++k) {
+        S->g[k * PB + off + p] = jhsum_@SUF@(a1[k]);
+        if (k > D) S->g[(R1 + k) * PB + off + p] = jhsum_@SUF@(a2[k]);
+      }
+    }
+  }
+}
+
+/* narrow outputs (Q below a vector): ``jfwd_row`` for every row of the block, vectorised
+   over the block's inputs i = (b - c0) P + p, one column at a time */
+INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, const int64_t K1,
+                              const int64_t R1, jscratch_@SUF@* S) {
+  const int64_t Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB, KPB = K1 * PB;
+  const int64_t* restrict row = S->row;
+  @T@* restrict F = S->v;              /* (3, PB) F_0, F_1, F_2 of column q */
+  @T@* restrict y = F + 3 * PB;        /* (PB) one output row's terms */
+  const int second = R1 > 1 + D;
+  for (int64_t q = 0; q < Q; ++q) {
+    for (int64_t d = 0; d < (second ? 3 : R1 > 1 ? 2 : 1); ++d) {
+      @T@* restrict Fd = F + d * PB;
+      const @T@* restrict wd = S->w + d * KPB;
 #pragma omp simd
-        for (int64_t i = 0; i < PB; ++i) t[r * PB + i] = A->tab[base[i] + r * Q + q];
-      for (int64_t k = 0; k < R1; ++k)
-        for (int64_t r = 0; r < K1; ++r) {
-          @T@* restrict d = S->dot + k * KPB + r * PB;
+      for (int64_t i = 0; i < PB; ++i) {
+        @T@ t = 0;
+        for (int64_t r = 0; r < K1; ++r) t += wd[r * PB + i] * A->tab[(row[i] + r) * Q + q];
+        Fd[i] = t;
+      }
+    }
+    for (int64_t k = 0; k < R1; ++k) {
+      const @T@* restrict ck = S->c + (k - 1) * PB;
+      const @T@* restrict cck = S->cc + (k - 1 - D) * PB;
+      if (k == 0)
+        memcpy(y, F, sizeof(@T@) * PB);
+      else if (k <= D)
 #pragma omp simd
-          for (int64_t i = 0; i < PB; ++i) d[i] += g[k * PB + i] * t[r * PB + i];
-        }
+        for (int64_t i = 0; i < PB; ++i) y[i] = ck[i] * F[PB + i];
+      else
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) y[i] = ck[i] * F[PB + i] + cck[i] * F[2 * PB + i];
+      for (int64_t lb = 0; lb < rows; ++lb) {
+        @T@ t = 0;
+        for (int64_t p = 0; p < P; ++p) t += y[lb * P + p];
+        A->Y[(k * N + c0 + lb) * Q + q] = t;
+      }
+    }
+  }
+}
+
+/* the backward of ``jfwd_narrow`` (as ``jbwd_row``, one column at a time) */
+INLINE void jbwd_narrow_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, const int64_t K1,
+                              const int64_t R1, jscratch_@SUF@* S, @T@* gtab, int dots) {
+  const int64_t Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB, KPB = K1 * PB;
+  const int64_t* restrict row = S->row;
+  @T@* restrict Gi = S->v;               /* (R1, PB) G[k, b(i), q] */
+  @T@* restrict E = Gi + R1 * PB;        /* (2, PB) E1, E2 */
+  @T@* restrict v = E + 2 * PB;          /* (PB) a table-gradient row's terms */
+  @T@* restrict gu = S->g;
+  const int second = R1 > 1 + D;
+  if (dots)
+    for (int64_t i = 0; i < (1 + 2 * R1) * PB; ++i) S->g[i] = 0;
+  for (int64_t q = 0; q < Q; ++q) {
+    for (int64_t k = 0; k < R1; ++k) {
+      const @T@* Gk = k == 0 ? A->G : A->Gr + (k - 1) * N * Q;
+      for (int64_t lb = 0; lb < rows; ++lb) {
+        const @T@ g = Gk[(c0 + lb) * Q + q];
+        for (int64_t p = 0; p < P; ++p) Gi[k * PB + lb * P + p] = g;
+      }
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < PB; ++i) {
+      @T@ e1 = 0, e2 = 0;
+      for (int64_t k = 1; k < R1; ++k) {
+        e1 += S->c[(k - 1) * PB + i] * Gi[k * PB + i];
+        if (k > D) e2 += S->cc[(k - 1 - D) * PB + i] * Gi[k * PB + i];
+      }
+      E[i] = e1, E[PB + i] = e2;
     }
     if (gtab)
       for (int64_t r = 0; r < K1; ++r) {
 #pragma omp simd
-        for (int64_t i = 0; i < PB; ++i) v[i] = S->a[r * PB + i] * g[i];
-        for (int64_t k = 1; k < R1; ++k)
+        for (int64_t i = 0; i < PB; ++i)
+          v[i] = S->w[r * PB + i] * Gi[i] + S->w[KPB + r * PB + i] * E[i]
+                 + S->w[2 * KPB + r * PB + i] * E[PB + i];
+        for (int64_t i = 0; i < PB; ++i) gtab[(row[i] + r) * Q + q] += v[i];
+      }
+    if (dots)
 #pragma omp simd
-          for (int64_t i = 0; i < PB; ++i) v[i] += S->a[k * KPB + r * PB + i] * g[k * PB + i];
-        for (int64_t i = 0; i < PB; ++i) gtab[base[i] + r * Q + q] += v[i];
+      for (int64_t i = 0; i < PB; ++i) {
+        @T@ f1 = 0, f2 = 0, f3 = 0;
+        for (int64_t r = 0; r < K1; ++r) {
+          const @T@ t = A->tab[(row[i] + r) * Q + q];
+          f1 += S->w[KPB + r * PB + i] * t;
+          f2 += S->w[2 * KPB + r * PB + i] * t;
+          f3 += S->w[3 * KPB + r * PB + i] * t;
+        }
+        gu[i] += Gi[i] * f1 + E[i] * f2 + (second ? E[PB + i] * f3 : 0);
+        for (int64_t k = 1; k < R1; ++k) {
+          S->g[k * PB + i] += Gi[k * PB + i] * f1;
+          if (k > D) S->g[(R1 + k) * PB + i] += Gi[k * PB + i] * f2;
+        }
       }
   }
 }
 
-/* grad x and grad X of the block's inputs from the dots (closed form, module docstring) */
-INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1,
+/* grad x and grad X of the block's inputs from dL/du, dL/dc, dL/dcc (chain rule through
+   c = X du and cc = c_I c_J) */
+INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t R1,
                               const jscratch_@SUF@* S) {
-  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R1 = 1 + D + M, PB = S->PB;
-  const int64_t KPB = K1 * PB;
-  @T@* S1 = S->sums;
-  @T@* S2 = S1 + R1 * PB;
-  @T@* S3 = S2 + R1 * PB;
-  for (int64_t k = 0; k < R1; ++k) {
-    @T@* s1 = S1 + k * PB;
-    @T@* s2 = S2 + k * PB;
-    @T@* s3 = S3 + k * PB;
-    const @T@* dk = S->dot + k * KPB;
-#pragma omp simd
-    for (int64_t i = 0; i < PB; ++i) s1[i] = 0, s2[i] = 0, s3[i] = 0;
-    for (int64_t r = 0; r < K1; ++r) {
-      const @T@* w1 = S->w + (K1 + r) * PB;
-      const @T@* w2 = S->w + (2 * K1 + r) * PB;
-      const @T@* w3 = S->w + (3 * K1 + r) * PB;
-      const @T@* d = dk + r * PB;
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) {
-        s1[i] += w1[i] * d[i];
-        s2[i] += w2[i] * d[i];
-        s3[i] += w3[i] * d[i];
-      }
-    }
-  }
+  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, PB = S->PB;
+  const @T@* gc = S->g + PB;             /* dL/dc_k at (1 + k) PB */
+  const @T@* gcc = S->g + (R1 + 1 + D) * PB; /* dL/dcc_m at m PB */
   if (A->gx) {
     @T@* g = A->gx + b0 * P;
 #pragma omp simd
-    for (int64_t i = 0; i < PB; ++i) g[i] = S1[i];
-    for (int64_t j = 0; j < D; ++j) {
-      const @T@* cj = S->c + j * PB;
-      const @T@* s2 = S2 + (1 + j) * PB;
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) g[i] += cj[i] * s2[i];
-    }
-    for (int64_t m = 0; m < M; ++m) {
-      const @T@* cm = S->c + (D + m) * PB;
-      const @T@* ca = S->c + A->pi[m] * PB;
-      const @T@* cb = S->c + A->pj[m] * PB;
-      const @T@* s2 = S2 + (1 + D + m) * PB;
-      const @T@* s3 = S3 + (1 + D + m) * PB;
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) g[i] += cm[i] * s2[i] + ca[i] * cb[i] * s3[i];
-    }
-#pragma omp simd
-    for (int64_t i = 0; i < PB; ++i) g[i] *= S->du[i];
+    for (int64_t i = 0; i < PB; ++i) g[i] = S->g[i] * S->du[i];
   }
   if (A->gX) {
     for (int64_t j = 0; j < D; ++j) {
       @T@* g = A->gX + (j * N + b0) * P;
-      const @T@* s1 = S1 + (1 + j) * PB;
-#pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) g[i] = s1[i];
+      memcpy(g, gc + j * PB, sizeof(@T@) * PB);
       for (int64_t m = 0; m < M; ++m) {
-        const @T@* s2 = S2 + (1 + D + m) * PB;
+        const @T@* s2 = gcc + m * PB;
         if (A->pi[m] == j) {
           const @T@* cb = S->c + A->pj[m] * PB;
 #pragma omp simd
@@ -393,66 +385,76 @@ INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1
     }
     for (int64_t m = 0; m < M; ++m) {
       @T@* g = A->gX + ((D + m) * N + b0) * P;
-      const @T@* s1 = S1 + (1 + D + m) * PB;
+      const @T@* s1 = gc + (D + m) * PB;
 #pragma omp simd
       for (int64_t i = 0; i < PB; ++i) g[i] = s1[i] * S->du[i];
     }
   }
 }
 
-/* specialisations: prep and input gradients on K1 (1..KMAX), the gemms on R1 (2..RMAX) */
+/* specialisations: prep on K1 (1..KMAX); the row and narrow kernels on R1 (1..RMAX), for
+   cubic splines (K1 = 4) and any other K1 */
 #define JK_@SUF@(K)                                                                 \
   static void jprep_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b0, int o,             \
-                                 jscratch_@SUF@* S) { jprep_@SUF@(A, b0, K, o, S); }  \
-  static void jin_k##K##_@SUF@(const jargs_@SUF@* A, int64_t b0,                      \
-                               jscratch_@SUF@* S) { jbwd_inputs_@SUF@(A, b0, K, S); }
+                                 jscratch_@SUF@* S) { jprep_@SUF@(A, b0, K, o, S); }
 JK_@SUF@(1) JK_@SUF@(2) JK_@SUF@(3) JK_@SUF@(4) JK_@SUF@(5) JK_@SUF@(6)
-#define JR_@SUF@(R)                                                                       \
-  static void jfg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off,                \
-                               jscratch_@SUF@* S) { jfwd_gemm_@SUF@(A, b, off, R, S); }     \
-  static void jbg_r##R##_@SUF@(const jargs_@SUF@* A, int64_t b, int64_t off,                \
-                               jscratch_@SUF@* S, @T@* gt, int d) {                         \
-    jbwd_gemm_@SUF@(A, b, off, R, S, gt, d); }
-JR_@SUF@(2) JR_@SUF@(3) JR_@SUF@(4) JR_@SUF@(5) JR_@SUF@(6) JR_@SUF@(7) JR_@SUF@(8)
-JR_@SUF@(9) JR_@SUF@(10)
 typedef void (*jprep_t_@SUF@)(const jargs_@SUF@*, int64_t, int, jscratch_@SUF@*);
-typedef void (*jin_t_@SUF@)(const jargs_@SUF@*, int64_t, jscratch_@SUF@*);
-typedef void (*jfg_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*);
-typedef void (*jbg_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*, @T@*, int);
 static const jprep_t_@SUF@ JPREP_@SUF@[KMAX + 1] = {0, jprep_k1_@SUF@, jprep_k2_@SUF@,
     jprep_k3_@SUF@, jprep_k4_@SUF@, jprep_k5_@SUF@, jprep_k6_@SUF@};
-static const jin_t_@SUF@ JIN_@SUF@[KMAX + 1] = {0, jin_k1_@SUF@, jin_k2_@SUF@, jin_k3_@SUF@,
-    jin_k4_@SUF@, jin_k5_@SUF@, jin_k6_@SUF@};
-static const jfg_t_@SUF@ JFG_@SUF@[RMAX + 1] = {0, 0, jfg_r2_@SUF@, jfg_r3_@SUF@,
-    jfg_r4_@SUF@, jfg_r5_@SUF@, jfg_r6_@SUF@, jfg_r7_@SUF@, jfg_r8_@SUF@, jfg_r9_@SUF@,
-    jfg_r10_@SUF@};
-static const jbg_t_@SUF@ JBG_@SUF@[RMAX + 1] = {0, 0, jbg_r2_@SUF@, jbg_r3_@SUF@,
-    jbg_r4_@SUF@, jbg_r5_@SUF@, jbg_r6_@SUF@, jbg_r7_@SUF@, jbg_r8_@SUF@, jbg_r9_@SUF@,
-    jbg_r10_@SUF@};
+#define JRK_@SUF@(R, K, KV)                                                                   \
+  static void jfr_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t b, int64_t off, \
+                                  jscratch_@SUF@* S) {                                        \
+    jfwd_row_@SUF@(A, t, b, off, KV, R, S); }                                                 \
+  static void jbr_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t b, int64_t off, \
+                                  jscratch_@SUF@* S, @T@* gt, int d) {                        \
+    jbwd_row_@SUF@(A, t, b, off, KV, R, S, gt, d); }                                          \
+  static void jfn_r##R##K##_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows,             \
+                                  jscratch_@SUF@* S) {                                        \
+    jfwd_narrow_@SUF@(A, c0, rows, KV, R, S); }                                               \
+  static void jbn_r##R##K##_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows,             \
+                                  jscratch_@SUF@* S, @T@* gt, int d) {                        \
+    jbwd_narrow_@SUF@(A, c0, rows, KV, R, S, gt, d); }
+#define JR_@SUF@(R) JRK_@SUF@(R, c, 4) JRK_@SUF@(R, k, A->K1)
+JR_@SUF@(1) JR_@SUF@(2) JR_@SUF@(3) JR_@SUF@(4) JR_@SUF@(5) JR_@SUF@(6) JR_@SUF@(7)
+JR_@SUF@(8) JR_@SUF@(9) JR_@SUF@(10)
+typedef void (*jfr_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*);
+typedef void (*jbr_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*,
+                            @T@*, int);
+typedef void (*jfn_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*);
+typedef void (*jbn_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*, @T@*, int);
+#define JTAB_@SUF@(n, K) {0, n##_r1##K##_@SUF@, n##_r2##K##_@SUF@, n##_r3##K##_@SUF@,       \
+  n##_r4##K##_@SUF@, n##_r5##K##_@SUF@, n##_r6##K##_@SUF@, n##_r7##K##_@SUF@,              \
+  n##_r8##K##_@SUF@, n##_r9##K##_@SUF@, n##_r10##K##_@SUF@}
+/* [cubic][R1] */
+static const jfr_t_@SUF@ JFR_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jfr, k), JTAB_@SUF@(jfr, c)};
+static const jbr_t_@SUF@ JBR_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jbr, k), JTAB_@SUF@(jbr, c)};
+static const jfn_t_@SUF@ JFN_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jfn, k), JTAB_@SUF@(jfn, c)};
+static const jbn_t_@SUF@ JBN_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jbn, k), JTAB_@SUF@(jbn, c)};
+
+/* narrow outputs run over inputs, the others over whole vectors of columns */
+INLINE int jnarrow_@SUF@(int64_t Q) { return Q * NARROW_BELOW < VL_@SUF@; }
 
 /* scratch for blocks of L rows (L P ~ BLOCK_INPUTS inputs) */
 static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, int64_t L, jscratch_@SUF@* S,
                                  void** mem) {
-  const int64_t P = A->P, K1 = A->K1, R1 = 1 + A->D + A->M, PB = L * P, KPB = K1 * PB;
-  const size_t bytes = 2 * sizeof(int64_t) * PB
-                       + sizeof(@T@) * (PB * (1 + R1) + 4 * KPB + 2 * R1 * KPB + 3 * R1 * PB
-                                        + (K1 + R1 + 1) * PB);
-  char* m = (char*)malloc(bytes);
+  const int64_t P = A->P, K1 = A->K1, R1 = 1 + A->D + A->M, PB = L * P;
+  const size_t nreal = PB * (2 + (R1 - 1) + A->M + 4 * K1 + (1 + 2 * R1)
+                             + (K1 + 2 * R1 + 3)) + R1 * A->Qp;
+  char* m = (char*)calloc(2 * sizeof(int64_t) * PB + sizeof(@T@) * nreal + 64, 1);
   if (!m) abort();
   *mem = m;
   S->PB = PB;
-  S->poff = (int64_t*)m;
-  S->base = S->poff + PB;
-  S->s = (@T@*)(S->base + PB);
+  S->prow = (int64_t*)m;
+  S->row = S->prow + PB;
+  S->rows = (@T@*)(S->row + PB);
+  S->s = S->rows + R1 * A->Qp;
   S->du = S->s + PB;
   S->c = S->du + PB;
-  S->w = S->c + (R1 - 1) * PB;
-  S->a = S->w + 4 * KPB;
-  S->dot = S->a + R1 * KPB;
-  S->sums = S->dot + R1 * KPB;
-  S->tg = S->sums + 3 * R1 * PB;
-  const int64_t nbq = (A->n + K1 - 1) * A->Q;
-  for (int64_t i = 0; i < PB; ++i) S->poff[i] = (i % P) * nbq;
+  S->cc = S->c + (R1 - 1) * PB;
+  S->w = S->cc + A->M * PB;
+  S->g = S->w + 4 * K1 * PB;
+  S->v = S->g + (1 + 2 * R1) * PB;
+  for (int64_t i = 0; i < PB; ++i) S->prow[i] = (i % P) * (A->n + K1 - 1);
 }
 
 INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
@@ -464,14 +466,26 @@ INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
 
 INLINE int64_t jblock_rows_@SUF@(int64_t P) { return P >= BLOCK_INPUTS ? 1 : BLOCK_INPUTS / P; }
 
+/* the table with rows padded to Qp columns (zeros), or tab itself when Qp == Q */
+static @T@* jpadded_@SUF@(const @T@* tab, int64_t rows, int64_t Q, int64_t Qp) {
+  if (Qp == Q) return (@T@*)tab;
+  @T@* t = (@T@*)calloc((size_t)(rows * Qp), sizeof(@T@));
+  if (!t) abort();
+  for (int64_t j = 0; j < rows; ++j) memcpy(t + j * Qp, tab + j * Q, sizeof(@T@) * Q);
+  return t;
+}
+
 void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y, int64_t N,
                              int64_t P, int64_t n, int64_t K1, int64_t Q, int64_t D,
                              int64_t M, const int64_t* pi, const int64_t* pj,
                              const @T@* tables, @T@ lo, @T@ hi, @T@ h, int nthreads) {
+  const int narrow = jnarrow_@SUF@(Q);
+  const int64_t VL = VL_@SUF@, Qp = narrow ? Q : (Q + VL - 1) / VL * VL;
   const jargs_@SUF@ A = {x, X, tab, 0, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
-                         lo, hi, h};
-  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P), qfull = Q - Q % VL_@SUF@;
+                         Qp, lo, hi, h};
+  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P), nrows = P * (n + K1 - 1);
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
+  @T@* tabp = jpadded_@SUF@(tab, nrows, Q, Qp);
 #pragma omp parallel num_threads(nt)
   {
     int64_t b0, b1;
@@ -483,14 +497,16 @@ void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y,
       for (int64_t c0 = b0; c0 < b1; c0 += L) {
         const int64_t rows = b1 - c0 < L ? b1 - c0 : L;
         S.PB = rows * P;
-        JPREP_@SUF@[K1](&A, c0, 3, &S);
-        if (qfull)
-          for (int64_t b = c0; b < c0 + rows; ++b) JFG_@SUF@[R1](&A, b, (b - c0) * P, &S);
-        if (qfull < Q) jfwd_tail_@SUF@(&A, c0, rows, qfull, K1, R1, &S);
+        JPREP_@SUF@[K1](&A, c0, R1 > 1 + D ? 3 : R1 > 1 ? 2 : 1, &S);
+        if (narrow)
+          JFN_@SUF@[K1 == 4][R1](&A, c0, rows, &S);
+        else
+          for (int64_t b = c0; b < c0 + rows; ++b) JFR_@SUF@[K1 == 4][R1](&A, tabp, b, (b - c0) * P, &S);
       }
       free(mem);
     }
   }
+  if (tabp != tab) free(tabp);
 }
 
 /* gtab (P (n + k), Q) must be zeroed by the caller; gx, gX or gtab may be NULL (skipped) */
@@ -499,18 +515,24 @@ void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const 
                               int64_t n, int64_t K1, int64_t Q, int64_t D, int64_t M,
                               const int64_t* pi, const int64_t* pj, const @T@* tables, @T@ lo,
                               @T@ hi, @T@ h, int nthreads) {
+  const int narrow = jnarrow_@SUF@(Q);
+  const int64_t VL = VL_@SUF@, Qp = narrow ? Q : (Q + VL - 1) / VL * VL;
   const jargs_@SUF@ A = {x, X, tab, G, Gr, tables, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D,
-                         M, lo, hi, h};
-  const int64_t R1 = 1 + D + M, size = P * (n + K1 - 1) * Q, L = jblock_rows_@SUF@(P);
-  const int64_t qfull = Q - Q % VL_@SUF@;
+                         M, Qp, lo, hi, h};
+  const int64_t R1 = 1 + D + M, nrows = P * (n + K1 - 1), L = jblock_rows_@SUF@(P);
+  const int64_t size = nrows * Qp;
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
   const int dots = gx != 0 || gX != 0;
-  @T@* priv = gtab && nt > 1 ? (@T@*)calloc((size_t)(nt - 1) * size, sizeof(@T@)) : 0;
-  if (gtab && nt > 1 && !priv) abort();
+  @T@* tabp = dots ? jpadded_@SUF@(tab, nrows, Q, Qp) : (@T@*)tab;
+  /* per-thread table gradients with rows of Qp; thread 0 writes gtab itself when Qp == Q */
+  const int own = gtab && Qp == Q;
+  const int64_t nbuf = !gtab ? 0 : own ? nt - 1 : nt;
+  @T@* priv = nbuf ? (@T@*)calloc((size_t)(nbuf * size), sizeof(@T@)) : 0;
+  if (nbuf && !priv) abort();
 #pragma omp parallel num_threads(nt)
   {
     const int64_t t = omp_get_thread_num();
-    @T@* mine = !gtab ? 0 : t == 0 ? gtab : priv + (t - 1) * size;
+    @T@* mine = !gtab ? 0 : own ? (t == 0 ? gtab : priv + (t - 1) * size) : priv + t * size;
     int64_t b0, b1;
     jrange_@SUF@(N, &b0, &b1);
     if (b0 < b1) {
@@ -521,19 +543,26 @@ void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const 
         const int64_t rows = b1 - c0 < L ? b1 - c0 : L;
         S.PB = rows * P;
         JPREP_@SUF@[K1](&A, c0, dots ? 4 : 3, &S);
-        for (int64_t b = c0; b < c0 + rows; ++b)
-          JBG_@SUF@[R1](&A, b, (b - c0) * P, &S, mine, dots);
-        if (qfull < Q) jbwd_tail_@SUF@(&A, c0, rows, qfull, K1, R1, &S, mine, dots);
-        if (dots) JIN_@SUF@[K1](&A, c0, &S);
+        if (narrow)
+          JBN_@SUF@[K1 == 4][R1](&A, c0, rows, &S, mine, dots);
+        else
+          for (int64_t b = c0; b < c0 + rows; ++b)
+            JBR_@SUF@[K1 == 4][R1](&A, tabp, b, (b - c0) * P, &S, mine, dots);
+        if (dots) jbwd_inputs_@SUF@(&A, c0, R1, &S);
       }
       free(mem);
     }
   }
   if (priv) {
-    for (int64_t t = 0; t < nt - 1; ++t)
-      for (int64_t i = 0; i < size; ++i) gtab[i] += priv[t * size + i];
+    for (int64_t t = 0; t < nbuf; ++t)
+      for (int64_t j = 0; j < nrows; ++j) {
+        @T@* o = gtab + j * Q;
+        const @T@* s = priv + t * size + j * Qp;
+        for (int64_t q = 0; q < Q; ++q) o[q] += s[q];
+      }
     free(priv);
   }
+  if (tabp != tab) free(tabp);
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -671,7 +700,7 @@ C_SOURCE = (
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 #: the layer kernels' flags plus fused multiply-adds (ISO C mode turns contraction off) and
 #: full-width vectors where the CPU has them
-FLAGS = [*kernels_c.FLAGS, "-ffp-contract=fast", "-mprefer-vector-width=512"]
+FLAGS = [*kernels_c.FLAGS, "-ffp-contract=fast", "-fno-trapping-math", "-mprefer-vector-width=512"]
 
 
 def build_key(cc: str) -> str:
