@@ -39,10 +39,9 @@ import torch
 from torch import Tensor
 
 from . import cache_files, kernels_c
-from .kernels import derivative_tables
-from .splines import Grid
+from .splines import Grid, _local_monomials
 
-VERSION = 14
+VERSION = 15
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -65,11 +64,11 @@ _C_TEMPLATE = r"""
 typedef @T@ jvec_@SUF@ __attribute__((vector_size(64), aligned(sizeof(@T@))));
 
 typedef struct {
-  const @T@ *x, *X, *tab, *G, *Gr, *tables; /* G: value cotangent, Gr: the rows' */
+  const @T@ *x, *X, *tab, *G, *Gr, *mono; /* G: value cotangent, Gr: the rows'; mono: below */
   @T@ *Y, *gx, *gX, *gtab;
   const int64_t *pi, *pj;
   int64_t N, P, n, K1, Q, D, M;
-  int64_t Qp; /* row stride of the table the row kernels read: Q, or Q padded to whole vectors */
+  int64_t Qp; /* row stride of the power table: Q, or Q padded to whole vectors */
   @T@ lo, hi, h;
 } jargs_@SUF@;
 
@@ -78,13 +77,13 @@ typedef struct {
    over i whatever P) */
 typedef struct {
   int64_t PB;
-  int64_t* prow; /* (PB) p (n + k) of input i */
-  int64_t* row;  /* (PB) p (n + k) + cell: the first of the input's K1 table rows */
+  int64_t* prow; /* (PB) p n of input i */
+  int64_t* row;  /* (PB) p n + cell: the input's block of K1 power-table rows */
   @T@* s;        /* (PB) position in the cell */
   @T@* du;       /* (PB) d u / d x: 1 / h inside [lo, hi] (ends included), else 0 */
   @T@* c;        /* (R, PB) multipliers X[k, b, p] du: row 1 + k's factor of f' */
   @T@* cc;       /* (M, PB) c[I m] c[J m]: row 1 + D + m's factor of f'' */
-  @T@* w;        /* (4, K1, PB) w^d_r */
+  @T@* w;        /* (4, K1, PB) d^d/ds^d s^j */
   @T@* g;        /* (1 + 2 R1, PB) backward: dL/du, dL/dc (by row), dL/dcc (by row) */
   @T@* v;        /* (K1 + 2 R1 + 3, PB) the narrow paths' gathers, rows and sums */
   @T@* rows;     /* (R1, Qp) one batch row's outputs or cotangents, zero padded */
@@ -94,7 +93,6 @@ typedef struct {
 INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int orders,
                         jscratch_@SUF@* S) {
   const int64_t N = A->N, P = A->P, n = A->n, D = A->D, M = A->M, PB = S->PB;
-  const int64_t TS = K1 * K1 + 2 * K1;
   const @T@* xb = A->x + b0 * P;
   const @T@ top = (@T@)(n - 1), lo = A->lo, hi = A->hi, h = A->h, inv = (@T@)1 / A->h;
   @T@* restrict s = S->s;
@@ -127,22 +125,29 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int 
 #pragma omp simd
     for (int64_t i = 0; i < PB; ++i) cm[i] = ca[i] * cb[i];
   }
-  for (int d = 0; d < orders; ++d) {
-    const @T@* poly = A->tables + d * TS;
-    const @T@* sign = poly + K1 * K1;
-    const @T@* shift = sign + K1;
-    for (int64_t r = 0; r < K1; ++r) {
-      @T@* wr = S->w + (d * K1 + r) * PB;
-      const @T@ sg = sign[r], sh = shift[r];
+  /* w[d, j] = d^d/ds^d s^j = j w[d - 1, j - 1] (0 for j < d) */
+  for (int64_t j = 0; j < K1; ++j) {
+    @T@* wj = S->w + j * PB;
+    if (j == 0)
 #pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) {
-        const @T@ z = sh + sg * S->s[i];
-        @T@ acc = poly[(K1 - 1) * K1 + r];
-        for (int64_t m = K1 - 2; m >= 0; --m) acc = acc * z + poly[m * K1 + r];
-        wr[i] = acc;
+      for (int64_t i = 0; i < PB; ++i) wj[i] = 1;
+    else
+#pragma omp simd
+      for (int64_t i = 0; i < PB; ++i) wj[i] = wj[i - PB] * S->s[i];
+  }
+  for (int d = 1; d < orders; ++d)
+    for (int64_t j = 0; j < K1; ++j) {
+      @T@* wj = S->w + (d * K1 + j) * PB;
+      const @T@ fj = (@T@)j;
+      if (j < d)
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) wj[i] = 0;
+      else {
+        const @T@* prev = S->w + ((d - 1) * K1 + j - 1) * PB;
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) wj[i] = fj * prev[i];
       }
     }
-  }
 }
 
 /* sum of the lanes, pairwise */
@@ -169,14 +174,14 @@ INLINE void jfwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int6
     jvec_@SUF@ acc[RMAX];
     for (int64_t k = 0; k < R1; ++k) acc[k] = (jvec_@SUF@){0};
     for (int64_t p = 0; p < P; ++p) {
-      const @T@* tb = tab + row[p] * Qp + q0;
+      const @T@* tb = tab + row[p] * K1 * Qp + q0;
       jvec_@SUF@ F1 = {0}, F2 = {0};
-      for (int64_t r = 0; r < K1; ++r) {
-        const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + r * Qp);
-        const @T@* w = w0 + r * PB + p;
+      for (int64_t j = 0; j < K1; ++j) { /* the zero weights (j < d) skipped */
+        const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + j * Qp);
+        const @T@* w = w0 + j * PB + p;
         acc[0] += w[0] * t;
-        if (R1 > 1) F1 += w[KPB] * t;
-        if (R1 > 1 + D) F2 += w[2 * KPB] * t;
+        if (R1 > 1 && j >= 1) F1 += w[KPB] * t;
+        if (R1 > 1 + D && j >= 2) F2 += w[2 * KPB] * t;
       }
       for (int64_t k = 1; k < R1; ++k) { /* whole loops over k keep acc in registers */
         acc[k] += c[(k - 1) * PB + p] * F1;
@@ -207,8 +212,8 @@ INLINE void jbwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int6
   const @T@* cc = S->cc + off;
   const int64_t* row = S->row + off;
   for (int64_t p = 0; p < P; ++p) {
-    const @T@* tb = tab + row[p] * Qp;
-    @T@* ob = gtab ? gtab + row[p] * Qp : 0;
+    const @T@* tb = tab + row[p] * K1 * Qp;
+    @T@* ob = gtab ? gtab + row[p] * K1 * Qp : 0;
     jvec_@SUF@ au = {0}, a1[RMAX], a2[RMAX];
     for (int64_t k = 0; k < R1; ++k) a1[k] = (jvec_@SUF@){0}, a2[k] = (jvec_@SUF@){0};
     for (int64_t q0 = 0; q0 < Qp; q0 += VL) {
@@ -219,20 +224,20 @@ INLINE void jbwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int6
         if (k > D) E2 += cc[(k - 1 - D) * PB + p] * G[k];
       }
       jvec_@SUF@ F1 = {0}, F2 = {0}, F3 = {0};
-      for (int64_t r = 0; r < K1; ++r) {
-        const @T@* w = w0 + r * PB + p;
+      for (int64_t j = 0; j < K1; ++j) { /* the zero weights (j < d) skipped */
+        const @T@* w = w0 + j * PB + p;
         if (ob) {
-          jvec_@SUF@* o = (jvec_@SUF@*)(ob + r * Qp + q0);
+          jvec_@SUF@* o = (jvec_@SUF@*)(ob + j * Qp + q0);
           jvec_@SUF@ v = *o + w[0] * G[0];
-          if (R1 > 1) v += w[KPB] * E1;
-          if (R1 > 1 + D) v += w[2 * KPB] * E2;
+          if (R1 > 1 && j >= 1) v += w[KPB] * E1;
+          if (R1 > 1 + D && j >= 2) v += w[2 * KPB] * E2;
           *o = v;
         }
-        if (dots) {
-          const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + r * Qp + q0);
+        if (dots && j >= 1) {
+          const jvec_@SUF@ t = *(const jvec_@SUF@*)(tb + j * Qp + q0);
           F1 += w[KPB] * t;
-          if (R1 > 1) F2 += w[2 * KPB] * t;
-          if (R1 > 1 + D) F3 += w[3 * KPB] * t;
+          if (R1 > 1 && j >= 2) F2 += w[2 * KPB] * t;
+          if (R1 > 1 + D && j >= 3) F3 += w[3 * KPB] * t;
         }
       }
       if (dots) {
@@ -257,8 +262,9 @@ INLINE void jbwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int6
 
 /* narrow outputs (Q below a vector): ``jfwd_row`` for every row of the block, vectorised
    over the block's inputs i = (b - c0) P + p, one column at a time */
-INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, const int64_t K1,
-                              const int64_t R1, jscratch_@SUF@* S) {
+INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int64_t c0,
+                              int64_t rows, const int64_t K1, const int64_t R1,
+                              jscratch_@SUF@* S) {
   const int64_t Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB, KPB = K1 * PB;
   const int64_t* restrict row = S->row;
   @T@* restrict F = S->v;              /* (3, PB) F_0, F_1, F_2 of column q */
@@ -271,7 +277,7 @@ INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, co
 #pragma omp simd
       for (int64_t i = 0; i < PB; ++i) {
         @T@ t = 0;
-        for (int64_t r = 0; r < K1; ++r) t += wd[r * PB + i] * A->tab[(row[i] + r) * Q + q];
+        for (int64_t j = d; j < K1; ++j) t += wd[j * PB + i] * tab[(row[i] * K1 + j) * Q + q];
         Fd[i] = t;
       }
     }
@@ -296,8 +302,9 @@ INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, co
 }
 
 /* the backward of ``jfwd_narrow`` (as ``jbwd_row``, one column at a time) */
-INLINE void jbwd_narrow_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, const int64_t K1,
-                              const int64_t R1, jscratch_@SUF@* S, @T@* gtab, int dots) {
+INLINE void jbwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int64_t c0,
+                              int64_t rows, const int64_t K1, const int64_t R1,
+                              jscratch_@SUF@* S, @T@* gtab, int dots) {
   const int64_t Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB, KPB = K1 * PB;
   const int64_t* restrict row = S->row;
   @T@* restrict Gi = S->v;               /* (R1, PB) G[k, b(i), q] */
@@ -325,22 +332,22 @@ INLINE void jbwd_narrow_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows, co
       E[i] = e1, E[PB + i] = e2;
     }
     if (gtab)
-      for (int64_t r = 0; r < K1; ++r) {
+      for (int64_t j = 0; j < K1; ++j) {
 #pragma omp simd
         for (int64_t i = 0; i < PB; ++i)
-          v[i] = S->w[r * PB + i] * Gi[i] + S->w[KPB + r * PB + i] * E[i]
-                 + S->w[2 * KPB + r * PB + i] * E[PB + i];
-        for (int64_t i = 0; i < PB; ++i) gtab[(row[i] + r) * Q + q] += v[i];
+          v[i] = S->w[j * PB + i] * Gi[i] + S->w[KPB + j * PB + i] * E[i]
+                 + S->w[2 * KPB + j * PB + i] * E[PB + i];
+        for (int64_t i = 0; i < PB; ++i) gtab[(row[i] * K1 + j) * Q + q] += v[i];
       }
     if (dots)
 #pragma omp simd
       for (int64_t i = 0; i < PB; ++i) {
         @T@ f1 = 0, f2 = 0, f3 = 0;
-        for (int64_t r = 0; r < K1; ++r) {
-          const @T@ t = A->tab[(row[i] + r) * Q + q];
-          f1 += S->w[KPB + r * PB + i] * t;
-          f2 += S->w[2 * KPB + r * PB + i] * t;
-          f3 += S->w[3 * KPB + r * PB + i] * t;
+        for (int64_t j = 1; j < K1; ++j) {
+          const @T@ t = tab[(row[i] * K1 + j) * Q + q];
+          f1 += S->w[KPB + j * PB + i] * t;
+          f2 += S->w[2 * KPB + j * PB + i] * t;
+          f3 += S->w[3 * KPB + j * PB + i] * t;
         }
         gu[i] += Gi[i] * f1 + E[i] * f2 + (second ? E[PB + i] * f3 : 0);
         for (int64_t k = 1; k < R1; ++k) {
@@ -408,20 +415,21 @@ static const jprep_t_@SUF@ JPREP_@SUF@[KMAX + 1] = {0, jprep_k1_@SUF@, jprep_k2_
   static void jbr_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t b, int64_t off, \
                                   jscratch_@SUF@* S, @T@* gt, int d) {                        \
     jbwd_row_@SUF@(A, t, b, off, KV, R, S, gt, d); }                                          \
-  static void jfn_r##R##K##_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows,             \
-                                  jscratch_@SUF@* S) {                                        \
-    jfwd_narrow_@SUF@(A, c0, rows, KV, R, S); }                                               \
-  static void jbn_r##R##K##_@SUF@(const jargs_@SUF@* A, int64_t c0, int64_t rows,             \
-                                  jscratch_@SUF@* S, @T@* gt, int d) {                        \
-    jbwd_narrow_@SUF@(A, c0, rows, KV, R, S, gt, d); }
+  static void jfn_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t c0,            \
+                                  int64_t rows, jscratch_@SUF@* S) {                          \
+    jfwd_narrow_@SUF@(A, t, c0, rows, KV, R, S); }                                            \
+  static void jbn_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t c0,            \
+                                  int64_t rows, jscratch_@SUF@* S, @T@* gt, int d) {          \
+    jbwd_narrow_@SUF@(A, t, c0, rows, KV, R, S, gt, d); }
 #define JR_@SUF@(R) JRK_@SUF@(R, c, 4) JRK_@SUF@(R, k, A->K1)
 JR_@SUF@(1) JR_@SUF@(2) JR_@SUF@(3) JR_@SUF@(4) JR_@SUF@(5) JR_@SUF@(6) JR_@SUF@(7)
 JR_@SUF@(8) JR_@SUF@(9) JR_@SUF@(10)
 typedef void (*jfr_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*);
 typedef void (*jbr_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*,
                             @T@*, int);
-typedef void (*jfn_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*);
-typedef void (*jbn_t_@SUF@)(const jargs_@SUF@*, int64_t, int64_t, jscratch_@SUF@*, @T@*, int);
+typedef void (*jfn_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*);
+typedef void (*jbn_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*,
+                            @T@*, int);
 #define JTAB_@SUF@(n, K) {0, n##_r1##K##_@SUF@, n##_r2##K##_@SUF@, n##_r3##K##_@SUF@,       \
   n##_r4##K##_@SUF@, n##_r5##K##_@SUF@, n##_r6##K##_@SUF@, n##_r7##K##_@SUF@,              \
   n##_r8##K##_@SUF@, n##_r9##K##_@SUF@, n##_r10##K##_@SUF@}
@@ -454,7 +462,7 @@ static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, int64_t L, jscratch_@SUF@
   S->w = S->cc + A->M * PB;
   S->g = S->w + 4 * K1 * PB;
   S->v = S->g + (1 + 2 * R1) * PB;
-  for (int64_t i = 0; i < PB; ++i) S->prow[i] = (i % P) * (A->n + K1 - 1);
+  for (int64_t i = 0; i < PB; ++i) S->prow[i] = (i % P) * A->n;
 }
 
 INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
@@ -466,26 +474,37 @@ INLINE void jrange_@SUF@(int64_t N, int64_t* b0, int64_t* b1) {
 
 INLINE int64_t jblock_rows_@SUF@(int64_t P) { return P >= BLOCK_INPUTS ? 1 : BLOCK_INPUTS / P; }
 
-/* the table with rows padded to Qp columns (zeros), or tab itself when Qp == Q */
-static @T@* jpadded_@SUF@(const @T@* tab, int64_t rows, int64_t Q, int64_t Qp) {
-  if (Qp == Q) return (@T@*)tab;
-  @T@* t = (@T@*)calloc((size_t)(rows * Qp), sizeof(@T@));
+/* the power table (P n K1, Qp): row (p n + cell) K1 + j holds the coefficients of s^j of the
+   spline on that cell, pc_j = sum_r mono[j, r] T[p (n + k) + cell + r] (zero padded) */
+static @T@* jpower_table_@SUF@(const jargs_@SUF@* A) {
+  const int64_t P = A->P, n = A->n, K1 = A->K1, Q = A->Q, Qp = A->Qp, nb = n + K1 - 1;
+  @T@* t = (@T@*)calloc((size_t)(P * n * K1 * Qp), sizeof(@T@));
   if (!t) abort();
-  for (int64_t j = 0; j < rows; ++j) memcpy(t + j * Qp, tab + j * Q, sizeof(@T@) * Q);
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t cell = 0; cell < n; ++cell)
+      for (int64_t j = 0; j < K1; ++j) {
+        @T@* o = t + ((p * n + cell) * K1 + j) * Qp;
+        for (int64_t r = 0; r < K1; ++r) {
+          const @T@ m = A->mono[j * K1 + r];
+          const @T@* src = A->tab + (p * nb + cell + r) * Q;
+          if (m != 0)
+            for (int64_t q = 0; q < Q; ++q) o[q] += m * src[q];
+        }
+      }
   return t;
 }
 
 void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y, int64_t N,
                              int64_t P, int64_t n, int64_t K1, int64_t Q, int64_t D,
                              int64_t M, const int64_t* pi, const int64_t* pj,
-                             const @T@* tables, @T@ lo, @T@ hi, @T@ h, int nthreads) {
+                             const @T@* mono, @T@ lo, @T@ hi, @T@ h, int nthreads) {
   const int narrow = jnarrow_@SUF@(Q);
   const int64_t VL = VL_@SUF@, Qp = narrow ? Q : (Q + VL - 1) / VL * VL;
-  const jargs_@SUF@ A = {x, X, tab, 0, 0, tables, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
+  const jargs_@SUF@ A = {x, X, tab, 0, 0, mono, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
                          Qp, lo, hi, h};
-  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P), nrows = P * (n + K1 - 1);
+  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P);
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
-  @T@* tabp = jpadded_@SUF@(tab, nrows, Q, Qp);
+  @T@* pt = jpower_table_@SUF@(&A);
 #pragma omp parallel num_threads(nt)
   {
     int64_t b0, b1;
@@ -499,40 +518,39 @@ void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y,
         S.PB = rows * P;
         JPREP_@SUF@[K1](&A, c0, R1 > 1 + D ? 3 : R1 > 1 ? 2 : 1, &S);
         if (narrow)
-          JFN_@SUF@[K1 == 4][R1](&A, c0, rows, &S);
+          JFN_@SUF@[K1 == 4][R1](&A, pt, c0, rows, &S);
         else
-          for (int64_t b = c0; b < c0 + rows; ++b) JFR_@SUF@[K1 == 4][R1](&A, tabp, b, (b - c0) * P, &S);
+          for (int64_t b = c0; b < c0 + rows; ++b)
+            JFR_@SUF@[K1 == 4][R1](&A, pt, b, (b - c0) * P, &S);
       }
       free(mem);
     }
   }
-  if (tabp != tab) free(tabp);
+  free(pt);
 }
 
 /* gtab (P (n + k), Q) must be zeroed by the caller; gx, gX or gtab may be NULL (skipped) */
 void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const @T@* G,
                               const @T@* Gr, @T@* gx, @T@* gX, @T@* gtab, int64_t N, int64_t P,
                               int64_t n, int64_t K1, int64_t Q, int64_t D, int64_t M,
-                              const int64_t* pi, const int64_t* pj, const @T@* tables, @T@ lo,
+                              const int64_t* pi, const int64_t* pj, const @T@* mono, @T@ lo,
                               @T@ hi, @T@ h, int nthreads) {
   const int narrow = jnarrow_@SUF@(Q);
   const int64_t VL = VL_@SUF@, Qp = narrow ? Q : (Q + VL - 1) / VL * VL;
-  const jargs_@SUF@ A = {x, X, tab, G, Gr, tables, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D,
+  const jargs_@SUF@ A = {x, X, tab, G, Gr, mono, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D,
                          M, Qp, lo, hi, h};
-  const int64_t R1 = 1 + D + M, nrows = P * (n + K1 - 1), L = jblock_rows_@SUF@(P);
-  const int64_t size = nrows * Qp;
+  const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P), nb = n + K1 - 1;
+  const int64_t size = P * n * K1 * Qp; /* one power-table gradient */
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
   const int dots = gx != 0 || gX != 0;
-  @T@* tabp = dots ? jpadded_@SUF@(tab, nrows, Q, Qp) : (@T@*)tab;
-  /* per-thread table gradients with rows of Qp; thread 0 writes gtab itself when Qp == Q */
-  const int own = gtab && Qp == Q;
-  const int64_t nbuf = !gtab ? 0 : own ? nt - 1 : nt;
-  @T@* priv = nbuf ? (@T@*)calloc((size_t)(nbuf * size), sizeof(@T@)) : 0;
-  if (nbuf && !priv) abort();
+  @T@* pt = dots ? jpower_table_@SUF@(&A) : 0;
+  /* per-thread gradients of the power table, mapped onto gtab at the end */
+  @T@* priv = gtab ? (@T@*)calloc((size_t)(nt * size), sizeof(@T@)) : 0;
+  if (gtab && !priv) abort();
 #pragma omp parallel num_threads(nt)
   {
     const int64_t t = omp_get_thread_num();
-    @T@* mine = !gtab ? 0 : own ? (t == 0 ? gtab : priv + (t - 1) * size) : priv + t * size;
+    @T@* mine = priv ? priv + t * size : 0;
     int64_t b0, b1;
     jrange_@SUF@(N, &b0, &b1);
     if (b0 < b1) {
@@ -544,25 +562,33 @@ void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const 
         S.PB = rows * P;
         JPREP_@SUF@[K1](&A, c0, dots ? 4 : 3, &S);
         if (narrow)
-          JBN_@SUF@[K1 == 4][R1](&A, c0, rows, &S, mine, dots);
+          JBN_@SUF@[K1 == 4][R1](&A, pt, c0, rows, &S, mine, dots);
         else
           for (int64_t b = c0; b < c0 + rows; ++b)
-            JBR_@SUF@[K1 == 4][R1](&A, tabp, b, (b - c0) * P, &S, mine, dots);
+            JBR_@SUF@[K1 == 4][R1](&A, pt, b, (b - c0) * P, &S, mine, dots);
         if (dots) jbwd_inputs_@SUF@(&A, c0, R1, &S);
       }
       free(mem);
     }
   }
   if (priv) {
-    for (int64_t t = 0; t < nbuf; ++t)
-      for (int64_t j = 0; j < nrows; ++j) {
-        @T@* o = gtab + j * Q;
-        const @T@* s = priv + t * size + j * Qp;
-        for (int64_t q = 0; q < Q; ++q) o[q] += s[q];
-      }
+    for (int64_t t = 1; t < nt; ++t)
+      for (int64_t e = 0; e < size; ++e) priv[e] += priv[t * size + e];
+    /* gtab[p (n + k) + cell + r] += sum_j mono[j, r] gpc[(p n + cell) K1 + j] */
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t cell = 0; cell < n; ++cell)
+        for (int64_t j = 0; j < K1; ++j) {
+          const @T@* src = priv + ((p * n + cell) * K1 + j) * Qp;
+          for (int64_t r = 0; r < K1; ++r) {
+            const @T@ m = mono[j * K1 + r];
+            @T@* o = gtab + (p * nb + cell + r) * Q;
+            if (m != 0)
+              for (int64_t q = 0; q < Q; ++q) o[q] += m * src[q];
+          }
+        }
     free(priv);
   }
-  if (tabp != tab) free(tabp);
+  free(pt);
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -744,11 +770,11 @@ def build(verbose: bool = False) -> Path | None:
 
 
 @cache
-def weight_tables(degree: int, dtype: torch.dtype) -> Tensor:
-    """Horner tables of w^0..w^3 (``kernels.derivative_tables``), one row per order:
-    (4, K1 K1 + 2 K1), CPU."""
-    rows = [sum(derivative_tables(degree, d), []) for d in range(4)]
-    return torch.tensor(rows, dtype=dtype)
+def monomial_table(degree: int, dtype: torch.dtype) -> Tensor:
+    """(K1, K1), CPU: entry [j, r] is the coefficient of s^j of the local B-spline r on a
+    cell (``splines._local_monomials``), so sum_r T[cell + r] B_r(s) = sum_j pc_j s^j with
+    pc_j = sum_r mono[j, r] T[cell + r]."""
+    return torch.tensor(_local_monomials(degree), dtype=dtype)
 
 
 @cache
@@ -866,7 +892,7 @@ class JetKernel:
     def _common(x: Tensor, tab: Tensor, grid: Grid, D: int, pairs) -> tuple:
         N, P = x.shape
         pi, pj = _pair_tensors(tuple(pairs))
-        tables = weight_tables(grid.degree, x.dtype)
+        tables = monomial_table(grid.degree, x.dtype)
         ints = (N, P, grid.grid_size, grid.degree + 1, tab.shape[1], D, len(pairs))
         lo, hi = grid.grid_range
         return ints, (pi.data_ptr(), pj.data_ptr(), tables.data_ptr(), lo, hi, grid.h)
