@@ -55,7 +55,7 @@ _C_HEADER = r"""#include <math.h>
 #define RMAX 10        /* output rows 1 + D + M <= RMAX */
 #define PAR_WORK 32768 /* multiply-adds below which a call runs on one thread */
 #define BLOCK_INPUTS 64 /* inputs (rows x P) prepared together */
-#define NARROW_BELOW 2  /* outputs Q with Q * NARROW_BELOW < VL run over inputs */
+#define NARROW_BELOW 4  /* outputs Q with Q * NARROW_BELOW < VL run over inputs (measured) */
 """
 
 _C_TEMPLATE = r"""
@@ -271,15 +271,16 @@ INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int
   @T@* restrict y = F + 3 * PB;        /* (PB) one output row's terms */
   const int second = R1 > 1 + D;
   for (int64_t q = 0; q < Q; ++q) {
-    for (int64_t d = 0; d < (second ? 3 : R1 > 1 ? 2 : 1); ++d) {
-      @T@* restrict Fd = F + d * PB;
-      const @T@* restrict wd = S->w + d * KPB;
 #pragma omp simd
-      for (int64_t i = 0; i < PB; ++i) {
-        @T@ t = 0;
-        for (int64_t j = d; j < K1; ++j) t += wd[j * PB + i] * tab[(row[i] * K1 + j) * Q + q];
-        Fd[i] = t;
+    for (int64_t i = 0; i < PB; ++i) { /* one gather per coefficient for F_0, F_1, F_2 */
+      @T@ f0 = 0, f1 = 0, f2 = 0;
+      for (int64_t j = 0; j < K1; ++j) {
+        const @T@ t = tab[(row[i] * K1 + j) * Q + q];
+        f0 += S->w[j * PB + i] * t;
+        if (j >= 1 && R1 > 1) f1 += S->w[KPB + j * PB + i] * t;
+        if (j >= 2 && second) f2 += S->w[2 * KPB + j * PB + i] * t;
       }
+      F[i] = f0, F[PB + i] = f1, F[2 * PB + i] = f2;
     }
     for (int64_t k = 0; k < R1; ++k) {
       const @T@* restrict ck = S->c + (k - 1) * PB;
@@ -309,7 +310,7 @@ INLINE void jbwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int
   const int64_t* restrict row = S->row;
   @T@* restrict Gi = S->v;               /* (R1, PB) G[k, b(i), q] */
   @T@* restrict E = Gi + R1 * PB;        /* (2, PB) E1, E2 */
-  @T@* restrict v = E + 2 * PB;          /* (PB) a table-gradient row's terms */
+  @T@* restrict v = E + 2 * PB;          /* (K1, PB) the table gradients' terms */
   @T@* restrict gu = S->g;
   const int second = R1 > 1 + D;
   if (dots)
@@ -331,14 +332,17 @@ INLINE void jbwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int
       }
       E[i] = e1, E[PB + i] = e2;
     }
-    if (gtab)
-      for (int64_t j = 0; j < K1; ++j) {
+    if (gtab) {
+      for (int64_t j = 0; j < K1; ++j)
 #pragma omp simd
         for (int64_t i = 0; i < PB; ++i)
-          v[i] = S->w[j * PB + i] * Gi[i] + S->w[KPB + j * PB + i] * E[i]
-                 + S->w[2 * KPB + j * PB + i] * E[PB + i];
-        for (int64_t i = 0; i < PB; ++i) gtab[(row[i] * K1 + j) * Q + q] += v[i];
+          v[j * PB + i] = S->w[j * PB + i] * Gi[i] + S->w[KPB + j * PB + i] * E[i]
+                          + S->w[2 * KPB + j * PB + i] * E[PB + i];
+      for (int64_t i = 0; i < PB; ++i) { /* the scatter: K1 rows of one cell per input */
+        @T@* o = gtab + row[i] * K1 * Q + q;
+        for (int64_t j = 0; j < K1; ++j) o[j * Q] += v[j * PB + i];
       }
+    }
     if (dots)
 #pragma omp simd
       for (int64_t i = 0; i < PB; ++i) {
