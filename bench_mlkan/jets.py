@@ -299,6 +299,35 @@ class ActivationJetFunction(torch.autograd.Function):
         return gz, gX, None, None, None, None, None
 
 
+class SquashJetFunction(torch.autograd.Function):
+    """(value (N, W), rows (R, N, W)) of the squash y = shift + scale f(z), f = tanh or
+    sigmoid, from z and the input rows X (R, N, W): f(z) by torch, the rows by the C kernel
+    ``jets_c`` (``act_forward``); the backward is one C call for the value's and the rows'
+    cotangents together. Once differentiable."""
+
+    @staticmethod
+    def forward(ctx, z, X, kind, shift, scale, D, pairs):  # type: ignore[override]
+        kern = jets_c.load()
+        assert kern is not None
+        base = torch.tanh(z) if kind == "tanh" else torch.sigmoid(z)
+        ctx.save_for_backward(X, base)
+        ctx.meta = (kern, kind, scale, D, pairs)
+        return base * scale + shift, kern.act_forward(kind, scale, z, [base, None], X, D, pairs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_value, g_rest):  # type: ignore[override]
+        kern, kind, scale, D, pairs = ctx.meta
+        X, base = ctx.saved_tensors
+        if g_rest is None:
+            g_rest = torch.zeros_like(X)
+        gz, gX = kern.act_backward(
+            kind, scale, base, [base, None], X, g_rest, D, pairs, ctx.needs_input_grad[:2],
+            value_grad=g_value,
+        )  # fmt: skip
+        return gz, gX, None, None, None, None, None
+
+
 def _fast(t: Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
 
@@ -348,12 +377,17 @@ def squash(jet: Jet, name: str | None, a: float, b: float) -> Jet:
     if name not in ("tanh", "sigmoid"):
         raise ValueError(f"no jet rule for squash {name!r}")
     z = jet.value
-    base = torch.tanh(z) if name == "tanh" else torch.sigmoid(z)
     scale = (b - a) / 2 if name == "tanh" else b - a
-    value = (a + b) / 2 + scale * base if name == "tanh" else a + scale * base
-    rest = _activation_c(jet, name, scale, z, [base, None]) if _fast(z) else None
-    if rest is not None:
+    shift = (a + b) / 2 if name == "tanh" else a
+    R = jet.rest.shape[0]
+    if _fast(z) and 1 <= R <= jets_c.RMAX - 1 and jets_c.load() is not None:
+        value, rest = SquashJetFunction.apply(
+            z.contiguous(), jet.rest.contiguous(), name, shift, scale, jet.num_directions,
+            jet.pairs,
+        )  # fmt: skip
         return jet.replace(value, rest)
+    base = torch.tanh(z) if name == "tanh" else torch.sigmoid(z)
+    value = shift + scale * base
     d1, d2 = ACTIVATIONS[name](z, base)
     return elementwise(jet, value, scale * d1, None if d2 is None else scale * d2)
 

@@ -41,7 +41,7 @@ from torch import Tensor
 from . import cache_files, kernels_c
 from .splines import Grid, _local_monomials
 
-VERSION = 15
+VERSION = 16
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -667,11 +667,12 @@ void mlkan_act_forward_@SUF@(int kind, @T@ scale, const @T@* z, const @T@* a, co
   }
 }
 
-/* gz = sum_i f2 X[i] G[i] + sum_m (f2 X[D+m] + f3 X[I] X[J]) G[D+m],
-   gX[i] = f1 G[i] + sum_m f2 G[D+m] ([I=i] X[J] + [J=i] X[I]), gX[D+m] = f1 G[D+m];
-   gz or gX may be NULL (skipped) */
+/* gz = sum_i f2 X[i] G[i] + sum_m (f2 X[D+m] + f3 X[I] X[J]) G[D+m] (+ f1 Gv: the value's
+   cotangent, when given), gX[i] = f1 G[i] + sum_m f2 G[D+m] ([I=i] X[J] + [J=i] X[I]),
+   gX[D+m] = f1 G[D+m]; gz, gX or Gv may be NULL (skipped) */
 void mlkan_act_backward_@SUF@(int kind, @T@ scale, const @T@* z, const @T@* a, const @T@* b,
-                              const @T@* X, const @T@* G, @T@* gz, @T@* gX, int64_t E,
+                              const @T@* X, const @T@* G, const @T@* Gv, @T@* gz, @T@* gX,
+                              int64_t E,
                               int64_t D, int64_t M, const int64_t* pi, const int64_t* pj,
                               int nthreads) {
   const int64_t nblocks = (E + JBLOCK - 1) / JBLOCK;
@@ -681,7 +682,11 @@ void mlkan_act_backward_@SUF@(int kind, @T@ scale, const @T@* z, const @T@* a, c
     const int64_t e0 = blk * JBLOCK, len = E - e0 < JBLOCK ? E - e0 : JBLOCK;
     @T@ f1[JBLOCK], f2[JBLOCK], f3[JBLOCK], acc[JBLOCK];
     jact_derivs_@SUF@(kind, scale, z + e0, a ? a + e0 : 0, b ? b + e0 : 0, len, f1, f2, f3);
-    for (int64_t e = 0; e < len; ++e) acc[e] = 0;
+    if (Gv)
+#pragma omp simd
+      for (int64_t e = 0; e < len; ++e) acc[e] = f1[e] * Gv[e0 + e];
+    else
+      for (int64_t e = 0; e < len; ++e) acc[e] = 0;
     for (int64_t i = 0; i < D; ++i) {
       const @T@* restrict x = X + i * E + e0;
       const @T@* restrict g = G + i * E + e0;
@@ -808,7 +813,7 @@ class JetKernel:
                 ("jet_forward", [_P] * 4 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
                 ("jet_backward", [_P] * 8 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
                 ("act_forward", [ctypes.c_int, scalar] + [_P] * 5 + [_I] * 3 + [_P] * 2),
-                ("act_backward", [ctypes.c_int, scalar] + [_P] * 7 + [_I] * 3 + [_P] * 2),
+                ("act_backward", [ctypes.c_int, scalar] + [_P] * 8 + [_I] * 3 + [_P] * 2),
             ):
                 fn = getattr(lib, f"mlkan_{op}_{suf}")
                 fn.argtypes, fn.restype = [*args, ctypes.c_int], None
@@ -853,19 +858,26 @@ class JetKernel:
         )  # fmt: skip
         return Y
 
-    def act_backward(self, kind, scale, z, aux, X, G, D: int, pairs, needs=(True, True)):
-        """(grad z (N, W), grad X (R, N, W)) for the cotangent G of the rows (R, N, W)."""
+    def act_backward(
+        self, kind, scale, z, aux, X, G, D: int, pairs, needs=(True, True),
+        value_grad: Tensor | None = None,
+    ):  # fmt: skip
+        """(grad z (N, W), grad X (R, N, W)) for the cotangent G of the rows (R, N, W) and,
+        when given, ``value_grad`` (N, W) of the value shift + scale f(z)."""
         self.check_act(kind, z, aux, X, D, pairs)
         if G.shape != X.shape or G.dtype != X.dtype:
             raise ValueError(f"jet kernel ({kind}): cotangent {tuple(G.shape)} does not fit")
+        if value_grad is not None and (value_grad.shape != z.shape or value_grad.dtype != z.dtype):
+            raise ValueError(f"jet kernel ({kind}): value cotangent {tuple(value_grad.shape)}")
         G = G.contiguous()
+        Gv = None if value_grad is None else value_grad.contiguous()
         pi, pj = _pair_tensors(tuple(pairs))
         gz = torch.empty_like(z) if needs[0] else None
         gX = torch.empty_like(X) if needs[1] else None
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
         self._fns["act_backward", z.dtype](
             ACTIVATION_KINDS[kind], scale, z.data_ptr(), ptr(aux[0]), ptr(aux[1]),
-            X.data_ptr(), G.data_ptr(), ptr(gz), ptr(gX), z.numel(), D, len(pairs),
+            X.data_ptr(), G.data_ptr(), ptr(Gv), ptr(gz), ptr(gX), z.numel(), D, len(pairs),
             pi.data_ptr(), pj.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
         return gz, gX

@@ -129,14 +129,29 @@ INLINE void contract_rows_@SUF@(const @T@* c, const @T@* u, const @T@* tab, @T@*
       }
       for (int j = 0; j < QB; ++j) o[q0 + j] = acc[j];
     }
-    for (int64_t q = q0; q < Q; ++q) {
+    const int64_t rem = Q - q0;
+    if (rem == 1) {
       @T@ acc = 0;
       for (int64_t p = 0; p < P; ++p) {
         const @T@* wp = wall + p * K1;
-        const @T@* row = tab + rows[p] + q;
+        const @T@* row = tab + rows[p] + q0;
         for (int64_t r = 0; r < K1; ++r) acc += wp[r] * row[r * Q];
       }
-      o[q] = acc;
+      o[q0] = acc;
+    } else if (rem > 1) { /* the last Q % QB outputs, vectorised as the full blocks */
+      @T@ acc[QB];
+      for (int j = 0; j < rem; ++j) acc[j] = 0;
+      for (int64_t p = 0; p < P; ++p) {
+        const @T@* wp = wall + p * K1;
+        const @T@* row = tab + rows[p] + q0;
+        for (int64_t r = 0; r < K1; ++r) {
+          const @T@ wr = wp[r];
+          const @T@* rr = row + r * Q;
+#pragma omp simd
+          for (int j = 0; j < rem; ++j) acc[j] += wr * rr[j];
+        }
+      }
+      for (int j = 0; j < rem; ++j) o[q0 + j] = acc[j];
     }
   }
   if (heap) {
