@@ -61,7 +61,15 @@ from torch import Tensor, nn
 from bench_mlkan import jets
 from bench_mlkan.jets import Jet
 
-from .pinn import PINNTask, as_input, cell_centred_grid, derivatives, node_axis, resolve_size
+from .pinn import (
+    PINNTask,
+    as_input,
+    cell_centred_grid,
+    derivatives,
+    derivatives_with_values,
+    node_axis,
+    resolve_size,
+)
 
 PI = math.pi
 NU_PAPER = 0.01
@@ -257,21 +265,32 @@ class Burgers1D(PINNTask):
             batch["x_boundary"] = self.x_boundary
         return batch
 
-    def residual(self, model: nn.Module, x: Tensor) -> Tensor:
-        """u_t + u u_x - nu u_xx at points x (N, 2): (N,)."""
-        d = derivatives(self, model, x, ("u", "u_x", "u_t", "u_xx"))
+    #: the derivatives the residual reads
+    RESIDUAL_NEEDS = ("u", "u_x", "u_t", "u_xx")
+
+    def residual_of(self, d: dict[str, Tensor]) -> Tensor:
+        """u_t + u u_x - nu u_xx from ``derivatives`` ``d`` (each (N,)): (N,)."""
         return d["u_t"] + d["u"] * d["u_x"] - self.nu * d["u_xx"]
 
+    def residual(self, model: nn.Module, x: Tensor) -> Tensor:
+        """u_t + u u_x - nu u_xx at points x (N, 2): (N,)."""
+        return self.residual_of(derivatives(self, model, x, self.RESIDUAL_NEEDS))
+
     def loss_terms(self, model, batch, state, update_state: bool = False):
-        r = self.residual(model, batch["x_collocation"])
+        # the initial (and boundary) points ride along with the collocation points: one pass
         x0 = as_input(batch["x_initial"], model)
-        e0 = self.predict(model, x0) - self.initial_condition(x0)
+        others = [x0] + ([batch["x_boundary"]] if self.boundary == "loss" else [])
+        d, u_others = derivatives_with_values(
+            self, model, batch["x_collocation"], self.RESIDUAL_NEEDS, others
+        )
+        r = self.residual_of(d)
+        e0 = u_others[0] - self.initial_condition(x0)[:, 0]
         terms = {
             "pde": self.weights["pde"] * (r**2).sum() / self.x_collocation.shape[0],
             "initial": self.weights["initial"] * (e0**2).sum() / self.x_initial.shape[0],
         }
         if self.boundary == "loss":
-            u_b = self.predict(model, as_input(batch["x_boundary"], model))
+            u_b = u_others[1]
             terms["boundary"] = self.weights["boundary"] * (u_b**2).sum() / self.x_boundary.shape[0]
         return terms
 

@@ -207,6 +207,26 @@ def derivatives(
     return out
 
 
+def derivatives_with_values(
+    task: PINNTask,
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    want: Sequence[str],
+    others: Sequence[Tensor],
+) -> tuple[dict[str, Tensor], list[Tensor]]:
+    """``derivatives(task, model, x, want)`` and the prediction u (N_i,) at each point set of
+    ``others``, in one pass over the concatenated points: one model evaluation (and one
+    backward) instead of one per set, for the price of the derivative rows at the few
+    extra points. ``want`` must contain "u"."""
+    if "u" not in want:
+        raise ValueError(f"derivatives_with_values needs 'u' among {list(want)}")
+    xs = [as_input(t, model) for t in (x, *others)]
+    d = derivatives(task, model, torch.cat(xs), want)
+    sizes = [t.shape[0] for t in xs]
+    parts = {name: v.split(sizes) for name, v in d.items()}
+    return {name: p[0] for name, p in parts.items()}, list(parts["u"][1:])
+
+
 def _jet_rows(task, model, x, directions, pairs, features, maps) -> dict:
     features_jet, output_jet = maps
     if features is not None:
