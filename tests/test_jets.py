@@ -325,7 +325,8 @@ def test_seed_and_pairs_are_checked():
 # ----------------------------------------------------------------------------- C kernels
 @needs_c
 @pytest.mark.parametrize("degree", range(6))
-def test_gradcheck_spline_jet_function(degree):
+@pytest.mark.parametrize("width", [1, 2, 11])  # narrow path, one vector, two vectors + pad
+def test_gradcheck_spline_jet_function(degree, width):
     grid = Grid(3, degree)
     D, pairs = 2, ((0, 0), (0, 1), (1, 1))
     g = torch.Generator().manual_seed(degree)
@@ -334,7 +335,7 @@ def test_gradcheck_spline_jet_function(degree):
     x = -1 + h * (cell + 0.1 + 0.8 * torch.rand(5, 3, generator=g, dtype=torch.float64))
     x[0, 0] = 1.7  # outside: clamped, zero derivative
     X = torch.randn(D + len(pairs), 5, 3, generator=g, dtype=torch.float64)
-    tab = torch.randn(3 * grid.num_basis, 2, generator=g, dtype=torch.float64)
+    tab = torch.randn(3 * grid.num_basis, width, generator=g, dtype=torch.float64)
     args = [t.requires_grad_(True) for t in (x, X, tab)]
 
     def fn(x, X, tab):
@@ -362,6 +363,24 @@ def test_gradcheck_activation_jet_function(kind):
         return jets.ActivationJetFunction.apply(z, X, kind, 1.5, aux(z), D, pairs)
 
     assert torch.autograd.gradcheck(fn, [z.requires_grad_(True), X.requires_grad_(True)])
+
+
+@needs_c
+@pytest.mark.parametrize("kind", ["tanh", "sigmoid"])
+def test_gradcheck_squash_jet_function(kind):
+    """Value and rows of shift + scale f(z) with one backward for both cotangents."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    X = torch.randn(5, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    D, pairs = 2, ((0, 0), (0, 1), (1, 1))
+
+    def fn(z, X):
+        return jets.SquashJetFunction.apply(z, X, kind, 0.25, 1.5, D, pairs)
+
+    assert torch.autograd.gradcheck(fn, [z, X])
+    value, _ = fn(z, X)
+    f = torch.tanh if kind == "tanh" else torch.sigmoid
+    torch.testing.assert_close(value, 0.25 + 1.5 * f(z), rtol=0, atol=1e-15)
 
 
 @needs_c
@@ -472,6 +491,31 @@ def test_derivative_names_and_laplacian():
     for bad in ["u_y", "v_x", "u_xxx", "grad"]:
         with pytest.raises(ValueError, match="unknown derivative"):
             pinn.derivatives(task, model, x, [bad])
+
+
+def test_derivatives_with_values_is_one_pass_with_the_same_numbers(monkeypatch):
+    """Values at extra point sets ride along with the derivative pass: one jet forward, the
+    same derivatives as ``derivatives`` and the same values as ``predict`` (both routes)."""
+    task = TASKS["burgers_1d"](size="tiny")
+    calls = []
+    real_rows = pinn._jet_rows
+    monkeypatch.setattr(pinn, "_jet_rows", lambda *a: calls.append(1) or real_rows(*a))
+    x, x0, xb = task.x_collocation, task.x_initial, task.x_boundary
+    want = ("u", "u_x", "u_t", "u_xx")
+    for family, model in pinn_models(task).items():
+        for route in ("jet", "autograd"):
+            with pinn.use_derivative_route(route):
+                calls.clear()
+                d, (u0, ub) = pinn.derivatives_with_values(task, model, x, want, [x0, xb])
+                assert len(calls) == (route == "jet"), (family, route)
+                ref = pinn.derivatives(task, model, x, want)
+            for name in want:
+                assert rel_err(d[name], ref[name]) < 1e-12, (family, route, name)
+            for got, pts in ((u0, x0), (ub, xb)):
+                assert got.shape == (pts.shape[0],)
+                assert rel_err(got, task.predict(model, pinn.as_input(pts, model))[:, 0]) < 1e-12
+    with pytest.raises(ValueError, match="needs 'u'"):
+        pinn.derivatives_with_values(task, model, x, ("u_x",), [x0])
 
 
 def test_route_selection(monkeypatch):

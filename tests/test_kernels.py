@@ -249,3 +249,20 @@ def test_perf_quick_smoke(tmp_path):
     assert result["pinn"]["peak_bytes"]["auto"] > 0
     assert (tmp_path / "perf-cpu-quick.md").exists()
     assert (tmp_path / "perf-cpu-quick.png").exists()
+
+
+def test_tanh_mlp_jets_do_the_matmul_work_of_nested_autograd():
+    """The counted FLOPs of a tanh MLP PINN step are within 10% between the routes (why its
+    jets step cannot be several times faster than its nested-autograd step)."""
+    from bench_mlkan.baselines import baseline_config
+    from bench_mlkan.devtools.perf import _adam_step, counted_flops
+    from bench_mlkan.engine import build_model
+    from bench_mlkan.tasks import TASKS
+
+    task = TASKS["burgers_1d"](size="tiny")
+    config = baseline_config("mlp_medium", "burgers_1d")
+    model = build_model(config, task).double()
+    flops = {r: counted_flops(_adam_step(task, model, config, r)) for r in ("jet", "autograd")}
+    assert flops["jet"]["aten::mm"] > 0 and flops["autograd"]["aten::mm"] > 0
+    ratio = sum(flops["jet"].values()) / sum(flops["autograd"].values())
+    assert 0.9 < ratio < 1.1, ratio
