@@ -24,8 +24,9 @@ The rules:
       y_ij = contract_1(x_ij m / h) + contract_2(x_i x_j m / h^2)
 
 Fast paths (CPU, float32/float64, the C kernels built; ``jets_c``): a spline layer is one
-fused C call (weights evaluated once per input for all rows, exact hand-written backward)
-and the elementwise maps tanh, sigmoid, SiLU, sin and ReLU one C call each way. Elsewhere
+fused C call (each cell's power form, exact hand-written backward), the elementwise maps
+tanh, sigmoid, SiLU, sin and ReLU one C call each way, and the models' squash one autograd
+Function (value and rows; one C call for both cotangents). Elsewhere
 (CUDA, no compiler, ``kernel`` other than "c") the same rules run in PyTorch: the spline
 layer through ``kernels._contract`` with the multipliers of one order stacked along the
 batch (u repeated), three contractions per layer.
@@ -38,8 +39,9 @@ in its B-spline form, the same function - and output bias), ``MLP``, ``nn.Sequen
 ``nn.Linear`` and the elementwise activations of ``ACTIVATIONS``. ``supports(model)`` says
 whether every part has a rule; the PINN tasks fall back to nested autograd otherwise.
 
-Values are computed by the same operations as the model's own forward, so the jet's value
-equals ``model(x)`` to the bit (except a ``PowerReLULayer`` evaluated literally).
+Values: on the PyTorch paths the same operations as the model's own forward (the jet's
+value equals ``model(x)`` to the bit, except a ``PowerReLULayer`` evaluated literally); the C
+spline kernel evaluates the same polynomials in power form, equal to round-off.
 """
 
 from __future__ import annotations

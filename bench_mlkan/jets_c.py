@@ -2,26 +2,36 @@
 
 For one spline layer with inputs u[b, p] = (clamp(x) - a) / h in [0, n], the coefficient
 table T (P (n + k), Q) (``kernels``' layout), R = D + M derivative multipliers
-C[k, b, p] (C[k] = x_k du/dx for the D first and M second derivatives of the input) and
-pairs (I[m], J[m]) of the first ones, every output row of the jet is one local contraction
-with its own weights a[row, r] (w^d_r = d^d/du^d B_{cell+r}(u), ``kernels.derivative_tables``)::
+c[k, b, p] (c[k] = X_k du/dx for the D first and M second derivatives of the input) and
+pairs (I[m], J[m]) of the first ones, the layer's function of input p on its cell, with
+s = u - cell, is a polynomial f(s) = sum_j pc_j s^j (the cell's "power form", pc_j =
+sum_r mono[j, r] T[p (n + k) + cell + r], ``monomial_table``). With its derivatives
+F_d = d^d f / ds^d (vectors over the Q outputs) every output row of the jet is::
 
-    Y[row, b, q] = sum_{p, r} a[row, r](b, p) T[p (n + k) + cell + r, q]
-    a[0]         = w^0                                  (value)
-    a[1 + i]     = C[i] w^1                             (first derivative, i < D)
-    a[1 + D + m] = C[D + m] w^1 + C[I m] C[J m] w^2     (second derivative m)
+    Y[0, b]         = sum_p F_0                                  (value)
+    Y[1 + i, b]     = sum_p c[i] F_1                             (first derivative, i < D)
+    Y[1 + D + m, b] = sum_p c[D + m] F_1 + c[I m] c[J m] F_2     (second derivative m)
 
-``forward`` computes Y (1 + R, N, Q) in one pass: the weights of an input are evaluated once
-for all rows and each coefficient row is loaded once for all of them. ``backward`` returns,
-for a cotangent G (1 + R, N, Q), the gradients with respect to u, C and T in one pass (dot
-products of G with the k+1 coefficient rows, then closed-form sums with w^1, w^2, w^3;
-thread-private table gradients summed at the end). The pair is exact first-order calculus
+``forward`` computes Y (1 + R, N, Q) in one pass. Per input the weights are the s-powers
+d^d/ds^d s^j (zero for j < d: skipped), so F_0, F_1, F_2 take 4 + 3 + 2 multiply-adds per
+output vector for a cubic; the outputs are vectors of 64 bytes over power-table rows padded
+to whole vectors (narrow outputs, Q below a quarter vector, run vectorised over inputs
+instead). ``backward`` returns, for a cotangent G (1 + R, N, Q), the gradients with respect
+to u, c and T in one pass: with E1 = sum_k c[k] G[1 + k] and E2 = sum_m c[I m] c[J m]
+G[1 + D + m] the power-table gradient gets s^j G[0] + j s^(j-1) E1 + j (j-1) s^(j-2) E2,
+and dL/du = G[0] . F_1 + E1 . F_2 + E2 . F_3, dL/dc[k] = G[1 + k] . F_1, dL/d(c c)[m] =
+G[1 + D + m] . F_2: 1 + R + M lane sums per input (thread-private power-table gradients,
+summed and mapped back onto T at the end). The pair is exact first-order calculus
 (``torch.autograd.gradcheck`` in the tests); the jet route needs no double backward.
 
-Build: as ``kernels_c`` (plain C, ``cc -O3 -march=native -fopenmp``, plus fused multiply-adds:
-``FLAGS``), cached under ``$BENCH_MLKAN_CACHE`` with a verified sidecar through
-``cache_files``); ``load()`` returns None without a compiler or with ``BENCH_MLKAN_NO_C=1``,
-and ``jets`` then uses the ``kernels`` maps instead (same numbers, slower).
+The power form evaluates the same polynomial as the B-spline form in other operations: the
+values agree with the model's forward to round-off (not bit for bit).
+
+Build: as ``kernels_c`` (plain C, ``cc -O3 -march=native -fopenmp``, plus fused multiply-adds
+and ``-fno-trapping-math`` so that floor() vectorises: ``FLAGS``), cached under
+``$BENCH_MLKAN_CACHE`` with a verified sidecar through ``cache_files``); ``load()`` returns
+None without a compiler or with ``BENCH_MLKAN_NO_C=1``, and ``jets`` then uses the
+``kernels`` maps instead (same numbers to round-off, slower).
 """
 
 from __future__ import annotations
