@@ -371,6 +371,11 @@ def activation(jet: Jet, name: str, fn: Callable[[Tensor], Tensor]) -> Jet:
     return elementwise(jet, y, d1, d2)
 
 
+def _squash_shift_scale(name: str, a: float, b: float) -> tuple[float, float]:
+    """(shift, scale) of the squash onto [a, b]: shift + scale f(z)."""
+    return ((a + b) / 2, (b - a) / 2) if name == "tanh" else (a, b - a)
+
+
 def squash(jet: Jet, name: str | None, a: float, b: float) -> Jet:
     """The models' fixed squash onto [a, b] (``models._squash_fn``): mid + half tanh(z)
     or a + (b - a) sigmoid(z); None: identity."""
@@ -379,8 +384,7 @@ def squash(jet: Jet, name: str | None, a: float, b: float) -> Jet:
     if name not in ("tanh", "sigmoid"):
         raise ValueError(f"no jet rule for squash {name!r}")
     z = jet.value
-    scale = (b - a) / 2 if name == "tanh" else b - a
-    shift = (a + b) / 2 if name == "tanh" else a
+    shift, scale = _squash_shift_scale(name, a, b)
     R = jet.rest.shape[0]
     if _fast(z) and 1 <= R <= jets_c.RMAX - 1 and jets_c.load() is not None:
         value, rest = SquashJetFunction.apply(
@@ -402,25 +406,33 @@ class SplineJetFunction(torch.autograd.Function):
     kernel's exact gradient)."""
 
     @staticmethod
-    def forward(ctx, x, X, tab, grid, D, pairs):  # type: ignore[override]
+    def forward(ctx, x, X, tab, grid, D, pairs, squash=None):  # type: ignore[override]
         kern = jets_c.load()
         assert kern is not None
+        if squash is not None:  # x is z: the kernel applies shift + scale f(z) and its jet
+            x = torch.tanh(x) if squash[0] == "tanh" else torch.sigmoid(x)
         ctx.save_for_backward(x, X, tab)
-        ctx.meta = (kern, grid, D, pairs)
-        Y = kern.forward(x, X, tab, grid, D, pairs)
+        ctx.meta = (kern, grid, D, pairs, squash)
+        Y = kern.forward(x, X, tab, grid, D, pairs, squash)
         return Y[0], Y[1:]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_value, g_rest):  # type: ignore[override]
         x, X, tab = ctx.saved_tensors
-        kern, grid, D, pairs = ctx.meta
+        kern, grid, D, pairs, squash = ctx.meta
         needs = ctx.needs_input_grad[:3]
-        gx, gX, gt = kern.backward(x, X, tab, g_value, g_rest, grid, D, pairs, needs)
-        return gx, gX, gt, None, None, None
+        gx, gX, gt = kern.backward(x, X, tab, g_value, g_rest, grid, D, pairs, needs, squash)
+        return gx, gX, gt, None, None, None, None
 
 
-def spline(jet: Jet, coef: Tensor, grid: Grid, kernel: str | None = None) -> Jet:
+def spline(
+    jet: Jet,
+    coef: Tensor,
+    grid: Grid,
+    kernel: str | None = None,
+    squash_first: tuple[str | None, float, float] | None = None,
+) -> Jet:
     """The jet of a spline layer y[b, q] = sum_p S_qp(clamp(x[b, p])) (module docstring).
 
     Runs the fused C kernel (``jets_c``) when ``kernel`` resolves to "c" and it is built,
@@ -428,7 +440,8 @@ def spline(jet: Jet, coef: Tensor, grid: Grid, kernel: str | None = None) -> Jet
 
     Args:
         jet: width P; coef: (Q, P, n + k) B-spline coefficients; kernel: as
-            ``kernels.spline_contract``.
+            ``kernels.spline_contract``; squash_first: (name, a, b) of a ``squash`` to apply
+            to the jet first (the C kernel applies it inside, without materialising it).
     Returns:
         width Q.
     """
@@ -444,10 +457,16 @@ def spline(jet: Jet, coef: Tensor, grid: Grid, kernel: str | None = None) -> Jet
         and grid.degree < jets_c.KMAX
         and jets_c.load() is not None
     )
+    sq = None
+    if squash_first is not None and squash_first[0] is not None:
+        sq_name, lo, hi = squash_first
+        if not fused or sq_name not in jets_c.SQUASH_KINDS:
+            return spline(squash(jet, sq_name, lo, hi), coef, grid, kernel)
+        sq = (sq_name, *_squash_shift_scale(sq_name, lo, hi))
     if fused:
         value, rest = SplineJetFunction.apply(
             x.contiguous(), jet.rest.contiguous(), tab.contiguous(), grid, jet.num_directions,
-            jet.pairs,
+            jet.pairs, sq,
         )  # fmt: skip
         return jet.replace(value, rest)
     a, b = grid.grid_range
@@ -483,9 +502,18 @@ def _spline_network(net: nn.Module, jet: Jet) -> Jet:
     lo, hi = net.grid.grid_range
     jet = forward(net.input_map, jet)
     if net.linear is not None:
-        jet = squash(forward(net.linear, jet), net.squash, lo, hi)
+        jet = forward(net.linear, jet)
+        if len(net.layers) == 0:
+            jet = squash(jet, net.squash, lo, hi)
     for i, layer in enumerate(net.layers):
-        if i > 0:
+        squashed = i > 0 or net.linear is not None  # a squash in front of this layer
+        if squashed and getattr(find_rule(layer), "apply", None) is _spline_layer:
+            # the squash goes into the spline layer's kernel (no squash jet in memory)
+            assert isinstance(layer, SplineLayer)
+            jet = spline(jet, layer.spline_coefficients(), layer.grid,
+                         squash_first=(net.squash, lo, hi))  # fmt: skip
+            continue
+        if squashed:
             jet = squash(jet, net.squash, lo, hi)
         jet = forward(layer, jet)
     return jet if net.output_bias is None else add_to_value(jet, net.output_bias)

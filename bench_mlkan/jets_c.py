@@ -51,7 +51,7 @@ from torch import Tensor
 from . import cache_files, kernels_c
 from .splines import Grid, _local_monomials
 
-VERSION = 16
+VERSION = 17
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -80,6 +80,10 @@ typedef struct {
   int64_t N, P, n, K1, Q, D, M;
   int64_t Qp; /* row stride of the power table: Q, or Q padded to whole vectors */
   @T@ lo, hi, h;
+  /* a squash in front of the layer (sq = 0 tanh, 1 sigmoid, -1 none): x holds t = f(z), the
+     layer's input is sq_shift + sq_scale t, its rows X pass through f's jet rule */
+  int sq;
+  @T@ sq_shift, sq_scale;
 } jargs_@SUF@;
 
 /* per-thread scratch for a block of L batch rows b0 .. b0 + L - 1, laid out over the
@@ -97,13 +101,112 @@ typedef struct {
   @T@* g;        /* (1 + 2 R1, PB) backward: dL/du, dL/dc (by row), dL/dcc (by row) */
   @T@* v;        /* (K1 + 2 R1 + 3, PB) the narrow paths' gathers, rows and sums */
   @T@* rows;     /* (R1, Qp) one batch row's outputs or cotangents, zero padded */
+  @T@* sx;       /* squash: (PB) the layer's inputs, (R, PB) their rows, (3, PB) the scaled
+                    derivatives f1, f2, f3 of f */
 } jscratch_@SUF@;
+
+/* the squash y = shift + scale f(z) of the block's inputs from t = f(z) (x) and the rows X:
+   sx = y, its rows f1 X[k] (k < D) and f1 X[D + m] + f2 X[I m] X[J m], and f1, f2, f3 (the
+   scaled derivatives of f, for the backward) */
+INLINE void jsquash_@SUF@(const jargs_@SUF@* A, int64_t b0, jscratch_@SUF@* S) {
+  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R = D + M, PB = S->PB;
+  const @T@* tb = A->x + b0 * P;
+  const @T@ shift = A->sq_shift, scale = A->sq_scale;
+  @T@* restrict y = S->sx;
+  @T@* restrict f1 = S->sx + (1 + R) * PB;
+  @T@* restrict f2 = f1 + PB;
+  @T@* restrict f3 = f2 + PB;
+  if (A->sq == 0)
+#pragma omp simd
+    for (int64_t i = 0; i < PB; ++i) {
+      const @T@ t = tb[i], d = 1 - t * t;
+      y[i] = shift + scale * t;
+      f1[i] = scale * d, f2[i] = -2 * scale * t * d, f3[i] = -2 * scale * d * (1 - 3 * t * t);
+    }
+  else
+#pragma omp simd
+    for (int64_t i = 0; i < PB; ++i) {
+      const @T@ t = tb[i], d = t * (1 - t);
+      y[i] = shift + scale * t;
+      f1[i] = scale * d, f2[i] = scale * d * (1 - 2 * t);
+      f3[i] = scale * d * (1 - 6 * t + 6 * t * t);
+    }
+  for (int64_t k = 0; k < R; ++k) {
+    const @T@* Xk = A->X + (k * N + b0) * P;
+    @T@* restrict o = S->sx + (1 + k) * PB;
+    if (k < D)
+#pragma omp simd
+      for (int64_t i = 0; i < PB; ++i) o[i] = f1[i] * Xk[i];
+    else {
+      const @T@* Xa = A->X + (A->pi[k - D] * N + b0) * P;
+      const @T@* Xb = A->X + (A->pj[k - D] * N + b0) * P;
+#pragma omp simd
+      for (int64_t i = 0; i < PB; ++i) o[i] = f1[i] * Xk[i] + f2[i] * Xa[i] * Xb[i];
+    }
+  }
+}
+
+/* the squash's backward for the block: from gy (PB) and gY (R, PB), the cotangents of the
+   layer's inputs and rows, gz = f1 gy + sum_k f2 X[k] gY[k] (k < D)
+   + sum_m (f2 X[D + m] + f3 X[I] X[J]) gY[D + m], gX[k] = f1 gY[k]
+   + sum_m f2 gY[D + m] ([I = k] X[J] + [J = k] X[I]), gX[D + m] = f1 gY[D + m] */
+INLINE void jsquash_backward_@SUF@(const jargs_@SUF@* A, int64_t b0, const @T@* gy,
+                                   const @T@* gY, const jscratch_@SUF@* S) {
+  const int64_t N = A->N, P = A->P, D = A->D, M = A->M, R = D + M, PB = S->PB;
+  const @T@* f1 = S->sx + (1 + R) * PB;
+  const @T@* f2 = f1 + PB;
+  const @T@* f3 = f2 + PB;
+  if (A->gx) {
+    @T@* restrict g = A->gx + b0 * P;
+#pragma omp simd
+    for (int64_t i = 0; i < PB; ++i) g[i] = f1[i] * gy[i];
+    for (int64_t k = 0; k < R; ++k) {
+      const @T@* Xk = A->X + (k * N + b0) * P;
+      const @T@* gk = gY + k * PB;
+      if (k < D)
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) g[i] += f2[i] * Xk[i] * gk[i];
+      else {
+        const @T@* Xa = A->X + (A->pi[k - D] * N + b0) * P;
+        const @T@* Xb = A->X + (A->pj[k - D] * N + b0) * P;
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i)
+          g[i] += (f2[i] * Xk[i] + f3[i] * Xa[i] * Xb[i]) * gk[i];
+      }
+    }
+  }
+  if (A->gX) {
+    for (int64_t k = 0; k < R; ++k) {
+      @T@* restrict g = A->gX + (k * N + b0) * P;
+      const @T@* gk = gY + k * PB;
+#pragma omp simd
+      for (int64_t i = 0; i < PB; ++i) g[i] = f1[i] * gk[i];
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      const @T@* gm = gY + (D + m) * PB;
+      const int64_t a = A->pi[m], b = A->pj[m];
+      const @T@* Xa = A->X + (a * N + b0) * P;
+      const @T@* Xb = A->X + (b * N + b0) * P;
+      @T@* ga = A->gX + (a * N + b0) * P;
+      @T@* gb = A->gX + (b * N + b0) * P;
+      for (int64_t i = 0; i < PB; ++i) {
+        const @T@ t = f2[i] * gm[i];
+        ga[i] += t * Xb[i];
+        gb[i] += t * Xa[i];
+      }
+    }
+  }
+}
 
 /* cells, weights of orders 0 .. orders-1 and multipliers of the block's inputs */
 INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int orders,
                         jscratch_@SUF@* S) {
   const int64_t N = A->N, P = A->P, n = A->n, D = A->D, M = A->M, PB = S->PB;
   const @T@* xb = A->x + b0 * P;
+  if (A->sq >= 0) { /* the squash's jet: its value and rows become the layer's inputs */
+    jsquash_@SUF@(A, b0, S);
+    xb = S->sx;
+  }
   const @T@ top = (@T@)(n - 1), lo = A->lo, hi = A->hi, h = A->h, inv = (@T@)1 / A->h;
   @T@* restrict s = S->s;
   @T@* restrict du = S->du;
@@ -123,7 +226,7 @@ INLINE void jprep_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t K1, int 
     du[i] = (x >= lo) & (x <= hi) ? inv : (@T@)0;
   }
   for (int64_t k = 0; k < D + M; ++k) {
-    const @T@* Xk = A->X + (k * N + b0) * P;
+    const @T@* Xk = A->sq >= 0 ? S->sx + (1 + k) * PB : A->X + (k * N + b0) * P;
     @T@* ck = S->c + k * PB;
 #pragma omp simd
     for (int64_t i = 0; i < PB; ++i) ck[i] = Xk[i] * S->du[i];
@@ -379,14 +482,20 @@ INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t R1
   const int64_t N = A->N, P = A->P, D = A->D, M = A->M, PB = S->PB;
   const @T@* gc = S->g + PB;             /* dL/dc_k at (1 + k) PB */
   const @T@* gcc = S->g + (R1 + 1 + D) * PB; /* dL/dcc_m at m PB */
-  if (A->gx) {
-    @T@* g = A->gx + b0 * P;
+  /* with a squash: the layer's input cotangents into scratch, then through the squash */
+  const int sq = A->sq >= 0;
+  @T@* gxs = sq ? S->v : A->gx ? A->gx + b0 * P : 0;
+  @T@* gXs = sq ? S->v + PB : A->gX;
+  const int64_t rs = sq ? PB : N * P; /* row stride of gXs */
+  const int64_t o0 = sq ? 0 : b0 * P;
+  if (gxs) {
+    @T@* g = gxs;
 #pragma omp simd
     for (int64_t i = 0; i < PB; ++i) g[i] = S->g[i] * S->du[i];
   }
-  if (A->gX) {
+  if (gXs) {
     for (int64_t j = 0; j < D; ++j) {
-      @T@* g = A->gX + (j * N + b0) * P;
+      @T@* g = gXs + j * rs + o0;
       memcpy(g, gc + j * PB, sizeof(@T@) * PB);
       for (int64_t m = 0; m < M; ++m) {
         const @T@* s2 = gcc + m * PB;
@@ -405,12 +514,13 @@ INLINE void jbwd_inputs_@SUF@(const jargs_@SUF@* A, int64_t b0, const int64_t R1
       for (int64_t i = 0; i < PB; ++i) g[i] *= S->du[i];
     }
     for (int64_t m = 0; m < M; ++m) {
-      @T@* g = A->gX + ((D + m) * N + b0) * P;
+      @T@* g = gXs + (D + m) * rs + o0;
       const @T@* s1 = gc + (D + m) * PB;
 #pragma omp simd
       for (int64_t i = 0; i < PB; ++i) g[i] = s1[i] * S->du[i];
     }
   }
+  if (sq) jsquash_backward_@SUF@(A, b0, gxs, gXs, S);
 }
 
 /* specialisations: prep on K1 (1..KMAX); the row and narrow kernels on R1 (1..RMAX), for
@@ -461,7 +571,7 @@ static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, int64_t L, jscratch_@SUF@
                                  void** mem) {
   const int64_t P = A->P, K1 = A->K1, R1 = 1 + A->D + A->M, PB = L * P;
   const size_t nreal = PB * (2 + (R1 - 1) + A->M + 4 * K1 + (1 + 2 * R1)
-                             + (K1 + 2 * R1 + 3)) + R1 * A->Qp;
+                             + (K1 + 2 * R1 + 3) + (R1 + 3)) + R1 * A->Qp;
   char* m = (char*)calloc(2 * sizeof(int64_t) * PB + sizeof(@T@) * nreal + 64, 1);
   if (!m) abort();
   *mem = m;
@@ -476,6 +586,7 @@ static void jscratch_alloc_@SUF@(const jargs_@SUF@* A, int64_t L, jscratch_@SUF@
   S->w = S->cc + A->M * PB;
   S->g = S->w + 4 * K1 * PB;
   S->v = S->g + (1 + 2 * R1) * PB;
+  S->sx = S->v + (K1 + 2 * R1 + 3) * PB;
   for (int64_t i = 0; i < PB; ++i) S->prow[i] = (i % P) * A->n;
 }
 
@@ -511,11 +622,12 @@ static @T@* jpower_table_@SUF@(const jargs_@SUF@* A) {
 void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y, int64_t N,
                              int64_t P, int64_t n, int64_t K1, int64_t Q, int64_t D,
                              int64_t M, const int64_t* pi, const int64_t* pj,
-                             const @T@* mono, @T@ lo, @T@ hi, @T@ h, int nthreads) {
+                             const @T@* mono, @T@ lo, @T@ hi, @T@ h, int sq, @T@ sq_shift,
+                             @T@ sq_scale, int nthreads) {
   const int narrow = jnarrow_@SUF@(Q);
   const int64_t VL = VL_@SUF@, Qp = narrow ? Q : (Q + VL - 1) / VL * VL;
   const jargs_@SUF@ A = {x, X, tab, 0, 0, mono, Y, 0, 0, 0, pi, pj, N, P, n, K1, Q, D, M,
-                         Qp, lo, hi, h};
+                         Qp, lo, hi, h, sq, sq_shift, sq_scale};
   const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P);
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
   @T@* pt = jpower_table_@SUF@(&A);
@@ -548,11 +660,12 @@ void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const 
                               const @T@* Gr, @T@* gx, @T@* gX, @T@* gtab, int64_t N, int64_t P,
                               int64_t n, int64_t K1, int64_t Q, int64_t D, int64_t M,
                               const int64_t* pi, const int64_t* pj, const @T@* mono, @T@ lo,
-                              @T@ hi, @T@ h, int nthreads) {
+                              @T@ hi, @T@ h, int sq, @T@ sq_shift, @T@ sq_scale,
+                              int nthreads) {
   const int narrow = jnarrow_@SUF@(Q);
   const int64_t VL = VL_@SUF@, Qp = narrow ? Q : (Q + VL - 1) / VL * VL;
   const jargs_@SUF@ A = {x, X, tab, G, Gr, mono, 0, gx, gX, gtab, pi, pj, N, P, n, K1, Q, D,
-                         M, Qp, lo, hi, h};
+                         M, Qp, lo, hi, h, sq, sq_shift, sq_scale};
   const int64_t R1 = 1 + D + M, L = jblock_rows_@SUF@(P), nb = n + K1 - 1;
   const int64_t size = P * n * K1 * Qp; /* one power-table gradient */
   const int nt = N * P * K1 * R1 * Q < PAR_WORK ? 1 : nthreads;
@@ -803,6 +916,9 @@ def _pair_tensors(pairs: tuple[tuple[int, int], ...]) -> tuple[Tensor, Tensor]:
     return i, j
 
 
+#: squashes the spline kernel can apply to its inputs (``forward``'s ``squash``)
+SQUASH_KINDS = {"tanh": 0, "sigmoid": 1}
+
 #: elementwise maps of ``act_forward`` / ``act_backward`` and their auxiliary inputs
 ACTIVATION_KINDS = {"tanh": 0, "sigmoid": 1, "silu": 2, "sin": 3, "relu": 4}
 
@@ -819,9 +935,10 @@ class JetKernel:
             (torch.float32, "f32", ctypes.c_float),
             (torch.float64, "f64", ctypes.c_double),
         ):
+            sq = [ctypes.c_int, scalar, scalar]  # the squash in front (kind, shift, scale)
             for op, args in (
-                ("jet_forward", [_P] * 4 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
-                ("jet_backward", [_P] * 8 + [_I] * 7 + [_P] * 3 + [scalar] * 3),
+                ("jet_forward", [_P] * 4 + [_I] * 7 + [_P] * 3 + [scalar] * 3 + sq),
+                ("jet_backward", [_P] * 8 + [_I] * 7 + [_P] * 3 + [scalar] * 3 + sq),
                 ("act_forward", [ctypes.c_int, scalar] + [_P] * 5 + [_I] * 3 + [_P] * 2),
                 ("act_backward", [ctypes.c_int, scalar] + [_P] * 8 + [_I] * 3 + [_P] * 2),
             ):
@@ -915,18 +1032,23 @@ class JetKernel:
             )
 
     @staticmethod
-    def _common(x: Tensor, tab: Tensor, grid: Grid, D: int, pairs) -> tuple:
+    def _common(x: Tensor, tab: Tensor, grid: Grid, D: int, pairs, squash) -> tuple:
         N, P = x.shape
         pi, pj = _pair_tensors(tuple(pairs))
         tables = monomial_table(grid.degree, x.dtype)
         ints = (N, P, grid.grid_size, grid.degree + 1, tab.shape[1], D, len(pairs))
         lo, hi = grid.grid_range
-        return ints, (pi.data_ptr(), pj.data_ptr(), tables.data_ptr(), lo, hi, grid.h)
+        sq = (-1, 0.0, 1.0) if squash is None else (SQUASH_KINDS[squash[0]], *squash[1:])
+        return ints, (pi.data_ptr(), pj.data_ptr(), tables.data_ptr(), lo, hi, grid.h, *sq)
 
-    def forward(self, x: Tensor, X: Tensor, tab: Tensor, grid: Grid, D: int, pairs) -> Tensor:
-        """Y (1 + R, N, Q) of the layer with inputs x (N, P) and input rows X (R, N, P)."""
+    def forward(
+        self, x: Tensor, X: Tensor, tab: Tensor, grid: Grid, D: int, pairs, squash=None
+    ) -> Tensor:
+        """Y (1 + R, N, Q) of the layer with inputs x (N, P) and input rows X (R, N, P);
+        ``squash`` (name, shift, scale): the layer's input is shift + scale f(z) with
+        x = f(z) (f tanh or sigmoid) and rows X of z (the squash's jet is applied inside)."""
         self.check(x, X, tab, grid, D, pairs)
-        ints, rest = self._common(x, tab, grid, D, pairs)
+        ints, rest = self._common(x, tab, grid, D, pairs, squash)
         Y = torch.empty((X.shape[0] + 1, x.shape[0], tab.shape[1]), dtype=x.dtype)
         self._fns["jet_forward", x.dtype](x.data_ptr(), X.data_ptr(), tab.data_ptr(), Y.data_ptr(),
                                           *ints, *rest, torch.get_num_threads())  # fmt: skip
@@ -934,16 +1056,17 @@ class JetKernel:
 
     def backward(
         self, x: Tensor, X: Tensor, tab: Tensor, G: Tensor, Gr: Tensor, grid: Grid, D: int,
-        pairs, needs: Sequence[bool] = (True, True, True),
+        pairs, needs: Sequence[bool] = (True, True, True), squash=None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
         """(grad x (N, P), grad X (R, N, P), grad table) for the cotangents G (N, Q) of the
-        value and Gr (R, N, Q) of the rows; the ones not in ``needs`` are None."""
+        value and Gr (R, N, Q) of the rows; the ones not in ``needs`` are None. With a
+        ``squash`` (as ``forward``), grad x is the gradient with respect to z."""
         self.check(x, X, tab, grid, D, pairs)
         N, Q, R = x.shape[0], tab.shape[1], X.shape[0]
         if G.shape != (N, Q) or Gr.shape != (R, N, Q) or {G.dtype, Gr.dtype} != {x.dtype}:
             raise ValueError(f"jet kernel: cotangents {tuple(G.shape)}, {tuple(Gr.shape)}")
         G, Gr = G.contiguous(), Gr.contiguous()
-        ints, rest = self._common(x, tab, grid, D, pairs)
+        ints, rest = self._common(x, tab, grid, D, pairs, squash)
         gx = torch.empty_like(x) if needs[0] else None
         gX = torch.empty_like(X) if needs[1] else None
         gt = torch.zeros_like(tab) if needs[2] else None

@@ -367,6 +367,33 @@ def test_gradcheck_activation_jet_function(kind):
 
 @needs_c
 @pytest.mark.parametrize("kind", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("width", [1, 11])
+def test_spline_jet_with_the_squash_inside(kind, width):
+    """The spline kernel applying the squash to its inputs equals squash-then-spline, and
+    its backward (gradients with respect to z, the rows and the table) passes gradcheck."""
+    grid = Grid(3, 3)
+    D, pairs = 2, ((0, 0), (0, 1), (1, 1))
+    g = torch.Generator().manual_seed(width)
+    z = 1.5 * torch.randn(5, 3, generator=g, dtype=torch.float64)
+    X = torch.randn(D + len(pairs), 5, 3, generator=g, dtype=torch.float64)
+    tab = torch.randn(3 * grid.num_basis, width, generator=g, dtype=torch.float64)
+    lo, hi = grid.grid_range
+    shift, scale = jets._squash_shift_scale(kind, lo, hi)
+    fused = jets.SplineJetFunction.apply(z, X, tab, grid, D, pairs, (kind, shift, scale))
+    sq = jets.squash(jets.Jet(z, X, D, pairs), kind, lo, hi)
+    plain = jets.SplineJetFunction.apply(sq.value, sq.rest, tab, grid, D, pairs)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    args = [t.clone().requires_grad_(True) for t in (z, X, tab)]
+
+    def fn(z, X, tab):
+        return jets.SplineJetFunction.apply(z, X, tab, grid, D, pairs, (kind, shift, scale))
+
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8)
+
+
+@needs_c
+@pytest.mark.parametrize("kind", ["tanh", "sigmoid"])
 def test_gradcheck_squash_jet_function(kind):
     """Value and rows of shift + scale f(z) with one backward for both cotangents."""
     g = torch.Generator().manual_seed(1)
