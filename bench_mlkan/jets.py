@@ -24,9 +24,10 @@ The rules:
       y_ij = contract_1(x_ij m / h) + contract_2(x_i x_j m / h^2)
 
 Fast paths (CPU, float32/float64, the C kernels built; ``jets_c``): a spline layer is one
-fused C call (each cell's power form, exact hand-written backward), the elementwise maps
-tanh, sigmoid, SiLU, sin and ReLU one C call each way, and the models' squash one autograd
-Function (value and rows; one C call for both cotangents). Elsewhere
+fused C call (each cell's power form, exact hand-written backward; a squash in front of it
+applied inside the same call), the elementwise maps tanh, sigmoid, SiLU, sin and ReLU one C
+call each way, and a squash on its own one autograd Function (value and rows; one C call for
+both cotangents). Elsewhere
 (CUDA, no compiler, ``kernel`` other than "c") the same rules run in PyTorch: the spline
 layer through ``kernels._contract`` with the multipliers of one order stacked along the
 batch (u repeated), three contractions per layer.

@@ -24,6 +24,10 @@ G[1 + D + m] . F_2: 1 + R + M lane sums per input (thread-private power-table gr
 summed and mapped back onto T at the end). The pair is exact first-order calculus
 (``torch.autograd.gradcheck`` in the tests); the jet route needs no double backward.
 
+With ``squash`` the kernel also applies the models' squash y = shift + scale f(z) (f tanh
+or sigmoid; x then holds f(z)) and its jet rule to its inputs, block by block, and chains
+the backward through it: the squash's value and rows never exist as tensors.
+
 The power form evaluates the same polynomial as the B-spline form in other operations: the
 values agree with the model's forward to round-off (not bit for bit).
 
