@@ -26,6 +26,7 @@ from .pinn import (
     as_input,
     cell_centred_grid,
     derivatives,
+    derivatives_with_values,
     resolve_size,
     square_grid_sets,
 )
@@ -85,17 +86,27 @@ class DirichletSquare2D(PINNTask):
             "f_interior": self.source(self.x_interior),  # fixed per point: computed once
         }
 
+    #: the derivatives the residual reads
+    RESIDUAL_NEEDS = ("u", "laplacian")
+
+    def residual_of(self, d: dict[str, Tensor], x: Tensor, f: Tensor | None = None) -> Tensor:
+        """lap u + k^2 u - f from ``derivatives`` ``d`` at points x (N, 2): (N,)."""
+        f = self.source(x) if f is None else f
+        return d["laplacian"] + self.k_squared * d["u"] - f.to(d["u"])
+
     def residual(self, model, x: Tensor, f: Tensor | None = None) -> Tensor:
         """lap u + k^2 u - f at physical points x (N, 2): (N,); ``f`` (N,) may be given
         precomputed (the training batch carries it)."""
-        d = derivatives(self, model, x, ("u", "laplacian"))
-        x = as_input(x, model)
-        f = self.source(x) if f is None else f.to(d["u"])
-        return d["laplacian"] + self.k_squared * d["u"] - f
+        d = derivatives(self, model, x, self.RESIDUAL_NEEDS)
+        return self.residual_of(d, as_input(x, model), f)
 
     def loss_terms(self, model, batch, state, update_state: bool = False):
-        r = self.residual(model, batch["x_interior"], batch["f_interior"])
-        u_b = self.predict(model, as_input(batch["x_boundary"], model))
+        # the boundary points ride along with the interior points: one pass
+        x = as_input(batch["x_interior"], model)
+        d, (u_b,) = derivatives_with_values(
+            self, model, x, self.RESIDUAL_NEEDS, [batch["x_boundary"]]
+        )
+        r = self.residual_of(d, x, batch["f_interior"])
         n_v, n_b = self.x_interior.shape[0], self.x_boundary.shape[0]
         return {
             "pde": self.pde_weight * (r**2).sum() / n_v,

@@ -40,6 +40,7 @@ from .pinn import (
     as_input,
     cell_centred_grid,
     derivatives,
+    derivatives_with_values,
     resolve_size,
     square_grid_sets,
 )
@@ -202,15 +203,24 @@ class PoissonInterface2D(PINNTask):
     def make_state(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return {} if self.attention is None else self.attention.init_state(batch)
 
+    #: the derivatives the residual reads ("u" is free: it rides along)
+    RESIDUAL_NEEDS = ("u", "laplacian")
+
+    def residual_of(
+        self, d: dict[str, Tensor], x: Tensor, eps: Tensor | None = None, f: Tensor | None = None
+    ) -> Tensor:
+        """div(eps grad u) - f from ``derivatives`` ``d`` at points x (N, 2): (N,)."""
+        lap = d["laplacian"]
+        eps = coefficient(x) if eps is None else eps.to(lap)
+        return eps * lap - (source(x) if f is None else f.to(lap))
+
     def residual(
         self, model: nn.Module, x: Tensor, eps: Tensor | None = None, f: Tensor | None = None
     ) -> Tensor:
         """div(eps grad u) - f at physical points x (N, 2): (N,); ``eps`` and ``f`` (N,) may
         be given precomputed (the training batch carries them)."""
-        lap = derivatives(self, model, x, ("laplacian",))["laplacian"]
-        x = as_input(x, model)
-        eps = coefficient(x) if eps is None else eps.to(lap)
-        return eps * lap - (source(x) if f is None else f.to(lap))
+        d = derivatives(self, model, x, self.RESIDUAL_NEEDS)
+        return self.residual_of(d, as_input(x, model), eps, f)
 
     def flux_jump(self, model: nn.Module, x: Tensor) -> Tensor:
         """eps_l u_x(0-) - eps_r u_x(0+) at interface points x (on x = 0): (N,).
@@ -223,10 +233,14 @@ class PoissonInterface2D(PINNTask):
 
     def loss_terms(self, model, batch, state, update_state: bool = False):
         w_v, w_b, w_i = self.weights
-        r = self.residual(model, batch["x_interior"], batch["eps_interior"], batch["f_interior"])
+        # the boundary points ride along with the interior points: one pass
+        x = as_input(batch["x_interior"], model)
+        d, (u_b,) = derivatives_with_values(
+            self, model, x, self.RESIDUAL_NEEDS, [batch["x_boundary"]]
+        )
+        r = self.residual_of(d, x, batch["eps_interior"], batch["f_interior"])
         if self.attention is not None:
             r = self.attention.weights(state, batch, r, update_state) * r
-        u_b = self.predict(model, as_input(batch["x_boundary"], model))
         jump = self.flux_jump(model, as_input(batch["x_interface"], model))
         return {
             "pde": w_v * (r**2).sum(),
