@@ -55,7 +55,7 @@ from torch import Tensor
 from . import cache_files, kernels_c
 from .splines import Grid, _local_monomials
 
-VERSION = 17
+VERSION = 18
 #: K1 = degree + 1 <= KMAX; 1 + D + M <= RMAX output rows
 KMAX, RMAX = 6, 10
 
@@ -280,8 +280,9 @@ INLINE @T@ jhsum_@SUF@(jvec_@SUF@ v) {
    F_d = sum_r w^d_r T[row + r, :] (the layer's function and its derivatives at the input),
    Y[0] += F_0, Y[1 + j] += c_j F_1, Y[1 + D + m] also += cc_m F_2 */
 INLINE void jfwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int64_t off,
-                           const int64_t K1, const int64_t R1, jscratch_@SUF@* S) {
-  const int64_t Qp = A->Qp, Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB;
+                           const int64_t K1, const int64_t R1, const int64_t D,
+                           jscratch_@SUF@* S) {
+  const int64_t Qp = A->Qp, Q = A->Q, N = A->N, P = A->P, PB = S->PB;
   const int64_t VL = VL_@SUF@, KPB = K1 * PB;
   const @T@* w0 = S->w + off;
   const @T@* c = S->c + off;
@@ -316,9 +317,9 @@ INLINE void jfwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int6
    the input's dL/du = (G[0] . F_1 + E1 . F_2 + E2 . F_3), dL/dc_k = G[1 + k] . F_1,
    dL/dcc_m = G[1 + D + m] . F_2 */
 INLINE void jbwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int64_t off,
-                           const int64_t K1, const int64_t R1, jscratch_@SUF@* S, @T@* gtab,
-                           int dots) {
-  const int64_t Qp = A->Qp, Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB;
+                           const int64_t K1, const int64_t R1, const int64_t D,
+                           jscratch_@SUF@* S, @T@* gtab, int dots) {
+  const int64_t Qp = A->Qp, Q = A->Q, N = A->N, P = A->P, PB = S->PB;
   const int64_t VL = VL_@SUF@, KPB = K1 * PB;
   @T@* Gp = S->rows; /* (R1, Qp), the padding stays zero */
   memcpy(Gp, A->G + b * Q, sizeof(@T@) * Q);
@@ -381,8 +382,8 @@ INLINE void jbwd_row_@SUF@(const jargs_@SUF@* A, const @T@* tab, int64_t b, int6
    over the block's inputs i = (b - c0) P + p, one column at a time */
 INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int64_t c0,
                               int64_t rows, const int64_t K1, const int64_t R1,
-                              jscratch_@SUF@* S) {
-  const int64_t Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB, KPB = K1 * PB;
+                              const int64_t D, jscratch_@SUF@* S) {
+  const int64_t Q = A->Q, N = A->N, P = A->P, PB = S->PB, KPB = K1 * PB;
   const int64_t* restrict row = S->row;
   @T@* restrict F = S->v;              /* (3, PB) F_0, F_1, F_2 of column q */
   @T@* restrict y = F + 3 * PB;        /* (PB) one output row's terms */
@@ -422,8 +423,8 @@ INLINE void jfwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int
 /* the backward of ``jfwd_narrow`` (as ``jbwd_row``, one column at a time) */
 INLINE void jbwd_narrow_@SUF@(const jargs_@SUF@* A, const @T@* restrict tab, int64_t c0,
                               int64_t rows, const int64_t K1, const int64_t R1,
-                              jscratch_@SUF@* S, @T@* gtab, int dots) {
-  const int64_t Q = A->Q, N = A->N, P = A->P, D = A->D, PB = S->PB, KPB = K1 * PB;
+                              const int64_t D, jscratch_@SUF@* S, @T@* gtab, int dots) {
+  const int64_t Q = A->Q, N = A->N, P = A->P, PB = S->PB, KPB = K1 * PB;
   const int64_t* restrict row = S->row;
   @T@* restrict Gi = S->v;               /* (R1, PB) G[k, b(i), q] */
   @T@* restrict E = Gi + R1 * PB;        /* (2, PB) E1, E2 */
@@ -536,22 +537,25 @@ JK_@SUF@(1) JK_@SUF@(2) JK_@SUF@(3) JK_@SUF@(4) JK_@SUF@(5) JK_@SUF@(6)
 typedef void (*jprep_t_@SUF@)(const jargs_@SUF@*, int64_t, int, jscratch_@SUF@*);
 static const jprep_t_@SUF@ JPREP_@SUF@[KMAX + 1] = {0, jprep_k1_@SUF@, jprep_k2_@SUF@,
     jprep_k3_@SUF@, jprep_k4_@SUF@, jprep_k5_@SUF@, jprep_k6_@SUF@};
-#define JRK_@SUF@(R, K, KV)                                                                   \
+#define JRK_@SUF@(R, K, KV, DV)                                                               \
   static void jfr_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t b, int64_t off, \
                                   jscratch_@SUF@* S) {                                        \
-    jfwd_row_@SUF@(A, t, b, off, KV, R, S); }                                                 \
+    jfwd_row_@SUF@(A, t, b, off, KV, R, DV, S); }                                             \
   static void jbr_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t b, int64_t off, \
                                   jscratch_@SUF@* S, @T@* gt, int d) {                        \
-    jbwd_row_@SUF@(A, t, b, off, KV, R, S, gt, d); }                                          \
+    jbwd_row_@SUF@(A, t, b, off, KV, R, DV, S, gt, d); }                                      \
   static void jfn_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t c0,            \
                                   int64_t rows, jscratch_@SUF@* S) {                          \
-    jfwd_narrow_@SUF@(A, t, c0, rows, KV, R, S); }                                            \
+    jfwd_narrow_@SUF@(A, t, c0, rows, KV, R, DV, S); }                                        \
   static void jbn_r##R##K##_@SUF@(const jargs_@SUF@* A, const @T@* t, int64_t c0,            \
                                   int64_t rows, jscratch_@SUF@* S, @T@* gt, int d) {          \
-    jbwd_narrow_@SUF@(A, t, c0, rows, KV, R, S, gt, d); }
-#define JR_@SUF@(R) JRK_@SUF@(R, c, 4) JRK_@SUF@(R, k, A->K1)
+    jbwd_narrow_@SUF@(A, t, c0, rows, KV, R, DV, S, gt, d); }
+#define JR_@SUF@(R) JRK_@SUF@(R, c, 4, A->D) JRK_@SUF@(R, k, A->K1, A->D)
 JR_@SUF@(1) JR_@SUF@(2) JR_@SUF@(3) JR_@SUF@(4) JR_@SUF@(5) JR_@SUF@(6) JR_@SUF@(7)
 JR_@SUF@(8) JR_@SUF@(9) JR_@SUF@(10)
+/* cubic with two directions (u_x, u_t or u_x, u_y) and 0..2 second derivatives: the PINN
+   tasks' common case, compiled with D known */
+JRK_@SUF@(3, d2, 4, 2) JRK_@SUF@(4, d2, 4, 2) JRK_@SUF@(5, d2, 4, 2)
 typedef void (*jfr_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*);
 typedef void (*jbr_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, jscratch_@SUF@*,
                             @T@*, int);
@@ -561,11 +565,18 @@ typedef void (*jbn_t_@SUF@)(const jargs_@SUF@*, const @T@*, int64_t, int64_t, js
 #define JTAB_@SUF@(n, K) {0, n##_r1##K##_@SUF@, n##_r2##K##_@SUF@, n##_r3##K##_@SUF@,       \
   n##_r4##K##_@SUF@, n##_r5##K##_@SUF@, n##_r6##K##_@SUF@, n##_r7##K##_@SUF@,              \
   n##_r8##K##_@SUF@, n##_r9##K##_@SUF@, n##_r10##K##_@SUF@}
-/* [cubic][R1] */
-static const jfr_t_@SUF@ JFR_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jfr, k), JTAB_@SUF@(jfr, c)};
-static const jbr_t_@SUF@ JBR_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jbr, k), JTAB_@SUF@(jbr, c)};
-static const jfn_t_@SUF@ JFN_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jfn, k), JTAB_@SUF@(jfn, c)};
-static const jbn_t_@SUF@ JBN_@SUF@[2][RMAX + 1] = {JTAB_@SUF@(jbn, k), JTAB_@SUF@(jbn, c)};
+#define JTAB_D2_@SUF@(n) {0, n##_r1c_@SUF@, n##_r2c_@SUF@, n##_r3d2_@SUF@, n##_r4d2_@SUF@, \
+  n##_r5d2_@SUF@, n##_r6c_@SUF@, n##_r7c_@SUF@, n##_r8c_@SUF@, n##_r9c_@SUF@, n##_r10c_@SUF@}
+/* [0: any K1, 1: cubic, 2: cubic with D = 2][R1] */
+static const jfr_t_@SUF@ JFR_@SUF@[3][RMAX + 1] = {JTAB_@SUF@(jfr, k), JTAB_@SUF@(jfr, c),
+                                                 JTAB_D2_@SUF@(jfr)};
+static const jbr_t_@SUF@ JBR_@SUF@[3][RMAX + 1] = {JTAB_@SUF@(jbr, k), JTAB_@SUF@(jbr, c),
+                                                 JTAB_D2_@SUF@(jbr)};
+static const jfn_t_@SUF@ JFN_@SUF@[3][RMAX + 1] = {JTAB_@SUF@(jfn, k), JTAB_@SUF@(jfn, c),
+                                                 JTAB_D2_@SUF@(jfn)};
+static const jbn_t_@SUF@ JBN_@SUF@[3][RMAX + 1] = {JTAB_@SUF@(jbn, k), JTAB_@SUF@(jbn, c),
+                                                 JTAB_D2_@SUF@(jbn)};
+INLINE int jvariant_@SUF@(int64_t K1, int64_t D) { return K1 != 4 ? 0 : D == 2 ? 2 : 1; }
 
 /* narrow outputs run over inputs, the others over whole vectors of columns */
 INLINE int jnarrow_@SUF@(int64_t Q) { return Q * NARROW_BELOW < VL_@SUF@; }
@@ -648,10 +659,10 @@ void mlkan_jet_forward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, @T@* Y,
         S.PB = rows * P;
         JPREP_@SUF@[K1](&A, c0, R1 > 1 + D ? 3 : R1 > 1 ? 2 : 1, &S);
         if (narrow)
-          JFN_@SUF@[K1 == 4][R1](&A, pt, c0, rows, &S);
+          JFN_@SUF@[jvariant_@SUF@(K1, D)][R1](&A, pt, c0, rows, &S);
         else
           for (int64_t b = c0; b < c0 + rows; ++b)
-            JFR_@SUF@[K1 == 4][R1](&A, pt, b, (b - c0) * P, &S);
+            JFR_@SUF@[jvariant_@SUF@(K1, D)][R1](&A, pt, b, (b - c0) * P, &S);
       }
       free(mem);
     }
@@ -693,10 +704,10 @@ void mlkan_jet_backward_@SUF@(const @T@* x, const @T@* X, const @T@* tab, const 
         S.PB = rows * P;
         JPREP_@SUF@[K1](&A, c0, dots ? 4 : 3, &S);
         if (narrow)
-          JBN_@SUF@[K1 == 4][R1](&A, pt, c0, rows, &S, mine, dots);
+          JBN_@SUF@[jvariant_@SUF@(K1, D)][R1](&A, pt, c0, rows, &S, mine, dots);
         else
           for (int64_t b = c0; b < c0 + rows; ++b)
-            JBR_@SUF@[K1 == 4][R1](&A, pt, b, (b - c0) * P, &S, mine, dots);
+            JBR_@SUF@[jvariant_@SUF@(K1, D)][R1](&A, pt, b, (b - c0) * P, &S, mine, dots);
         if (dots) jbwd_inputs_@SUF@(&A, c0, R1, &S);
       }
       free(mem);
