@@ -94,6 +94,25 @@ INLINE void weights_@SUF@(@T@ s, @T@ cw, const @T@* poly, const @T@* sign,
   }
 }
 
+/* o[q0 + j] = sum_{p, r} wall[p K1 + r] T[rows[p] + r Q + q0 + j], j < width <= QB */
+INLINE void contract_block_@SUF@(const @T@* wall, const @T@* tab, const int64_t* rows,
+                                 int64_t P, const int64_t K1, int64_t Q, int64_t q0,
+                                 const int width, @T@* o) {
+  @T@ acc[QB];
+  for (int j = 0; j < width; ++j) acc[j] = 0;
+  for (int64_t p = 0; p < P; ++p) {
+    const @T@* wp = wall + p * K1;
+    const @T@* row = tab + rows[p] + q0;
+    for (int64_t r = 0; r < K1; ++r) {
+      const @T@ wr = wp[r];
+      const @T@* rr = row + r * Q;
+#pragma omp simd
+      for (int j = 0; j < width; ++j) acc[j] += wr * rr[j];
+    }
+  }
+  for (int j = 0; j < width; ++j) o[q0 + j] = acc[j];
+}
+
 /* contract, batch rows b0 .. b1-1 */
 INLINE void contract_rows_@SUF@(const @T@* c, const @T@* u, const @T@* tab, @T@* out,
                                 int64_t b0, int64_t b1, int64_t P, int64_t n, const int64_t K1,
@@ -114,21 +133,8 @@ INLINE void contract_rows_@SUF@(const @T@* c, const @T@* u, const @T@* tab, @T@*
       rows[p] = (p * nb + cell) * Q;
     }
     int64_t q0 = 0;
-    for (; q0 + QB <= Q; q0 += QB) { /* QB outputs in registers across all p, r */
-      @T@ acc[QB];
-      for (int j = 0; j < QB; ++j) acc[j] = 0;
-      for (int64_t p = 0; p < P; ++p) {
-        const @T@* wp = wall + p * K1;
-        const @T@* row = tab + rows[p] + q0;
-        for (int64_t r = 0; r < K1; ++r) {
-          const @T@ wr = wp[r];
-          const @T@* rr = row + r * Q;
-#pragma omp simd
-          for (int j = 0; j < QB; ++j) acc[j] += wr * rr[j];
-        }
-      }
-      for (int j = 0; j < QB; ++j) o[q0 + j] = acc[j];
-    }
+    for (; q0 + QB <= Q; q0 += QB) /* QB outputs in registers across all p, r */
+      contract_block_@SUF@(wall, tab, rows, P, K1, Q, q0, QB, o);
     const int64_t rem = Q - q0;
     if (rem == 1) {
       @T@ acc = 0;
@@ -139,19 +145,7 @@ INLINE void contract_rows_@SUF@(const @T@* c, const @T@* u, const @T@* tab, @T@*
       }
       o[q0] = acc;
     } else if (rem > 1) { /* the last Q % QB outputs, vectorised as the full blocks */
-      @T@ acc[QB];
-      for (int j = 0; j < rem; ++j) acc[j] = 0;
-      for (int64_t p = 0; p < P; ++p) {
-        const @T@* wp = wall + p * K1;
-        const @T@* row = tab + rows[p] + q0;
-        for (int64_t r = 0; r < K1; ++r) {
-          const @T@ wr = wp[r];
-          const @T@* rr = row + r * Q;
-#pragma omp simd
-          for (int j = 0; j < rem; ++j) acc[j] += wr * rr[j];
-        }
-      }
-      for (int j = 0; j < rem; ++j) o[q0 + j] = acc[j];
+      contract_block_@SUF@(wall, tab, rows, P, K1, Q, q0, (int)rem, o);
     }
   }
   if (heap) {
