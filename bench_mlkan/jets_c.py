@@ -191,12 +191,16 @@ INLINE void jsquash_backward_@SUF@(const jargs_@SUF@* A, int64_t b0, const @T@* 
       const int64_t a = A->pi[m], b = A->pj[m];
       const @T@* Xa = A->X + (a * N + b0) * P;
       const @T@* Xb = A->X + (b * N + b0) * P;
-      @T@* ga = A->gX + (a * N + b0) * P;
-      @T@* gb = A->gX + (b * N + b0) * P;
-      for (int64_t i = 0; i < PB; ++i) {
-        const @T@ t = f2[i] * gm[i];
-        ga[i] += t * Xb[i];
-        gb[i] += t * Xa[i];
+      @T@* restrict ga = A->gX + (a * N + b0) * P;
+      @T@* restrict gb = A->gX + (b * N + b0) * P;
+      if (a == b) /* a pure second derivative: d(X_a^2) = 2 X_a */
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) ga[i] += 2 * f2[i] * gm[i] * Xa[i];
+      else {
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) ga[i] += f2[i] * gm[i] * Xb[i];
+#pragma omp simd
+        for (int64_t i = 0; i < PB; ++i) gb[i] += f2[i] * gm[i] * Xa[i];
       }
     }
   }
@@ -845,14 +849,18 @@ void mlkan_act_backward_@SUF@(int kind, @T@ scale, const @T@* z, const @T@* a, c
       for (int64_t e = 0; e < len; ++e) acc[e] += (f2[e] * x[e] + f3[e] * xa[e] * xb[e]) * g[e];
       if (gX) {
         @T@* restrict o = gX + (D + m) * E + e0;
-        @T@* oa = gX + pi[m] * E + e0;
-        @T@* ob = gX + pj[m] * E + e0;
+        @T@* restrict oa = gX + pi[m] * E + e0;
+        @T@* restrict ob = gX + pj[m] * E + e0;
 #pragma omp simd
         for (int64_t e = 0; e < len; ++e) o[e] = f1[e] * g[e];
-        for (int64_t e = 0; e < len; ++e) {
-          const @T@ t = f2[e] * g[e];
-          oa[e] += t * xb[e];
-          ob[e] += t * xa[e];
+        if (pi[m] == pj[m]) /* a pure second derivative: d(x_a^2) = 2 x_a */
+#pragma omp simd
+          for (int64_t e = 0; e < len; ++e) oa[e] += 2 * f2[e] * g[e] * xa[e];
+        else {
+#pragma omp simd
+          for (int64_t e = 0; e < len; ++e) oa[e] += f2[e] * g[e] * xb[e];
+#pragma omp simd
+          for (int64_t e = 0; e < len; ++e) ob[e] += f2[e] * g[e] * xa[e];
         }
       }
     }
