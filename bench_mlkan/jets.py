@@ -27,10 +27,9 @@ Fast paths (CPU, float32/float64, the C kernels built; ``jets_c``): a spline lay
 fused C call (each cell's power form, exact hand-written backward; a squash in front of it
 applied inside the same call), the elementwise maps tanh, sigmoid, SiLU, sin and ReLU one C
 call each way, and a squash on its own one autograd Function (value and rows; one C call for
-both cotangents). Elsewhere
-(CUDA, no compiler, ``kernel`` other than "c") the same rules run in PyTorch: the spline
-layer through ``kernels._contract`` with the multipliers of one order stacked along the
-batch (u repeated), three contractions per layer.
+both cotangents). Elsewhere (CUDA, no compiler, ``kernel`` other than "c") the same rules
+run in PyTorch: the spline layer through ``kernels._contract`` with the multipliers of one
+order stacked along the batch (u repeated), three contractions per layer.
 
 Models: ``forward(model, jet)`` dispatches on module types through ``JET_RULES`` (a plain
 dict; a module whose class overrides ``forward`` of the registered class is not matched):
