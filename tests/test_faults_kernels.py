@@ -31,7 +31,7 @@ import pytest
 import torch
 from scipy.interpolate import BSpline
 
-from bench_mlkan import cache_files, kernels_c
+from bench_mlkan import cache_files, jets_c, kernels_c
 from bench_mlkan import kernels as K
 from bench_mlkan.models import KAN, spline_layer_forward
 from bench_mlkan.splines import Grid
@@ -441,6 +441,98 @@ def test_c_kernel_under_address_sanitizer(tmp_path):
     assert "heap-buffer-overflow" in control.stderr, control.stderr[-2000:]
     fuzz = run("fuzz")
     assert fuzz.returncode == 0 and "asan fuzz ok" in fuzz.stdout, (
+        fuzz.stdout[-2000:] + fuzz.stderr[-4000:]
+    )
+    assert "AddressSanitizer" not in fuzz.stderr, fuzz.stderr[-4000:]
+    print(fuzz.stdout.strip())
+
+
+_JET_ASAN_FUZZ = """
+import ctypes, sys
+from pathlib import Path
+import numpy as np, torch
+from bench_mlkan import jets, jets_c
+from bench_mlkan.splines import Grid
+torch.set_num_threads(2)
+kern = jets_c.JetKernel(ctypes.CDLL(sys.argv[1]), Path(sys.argv[1]))
+jets_c._LOADED, jets_c._TRIED = kern, True
+rng, n_calls, compared = np.random.default_rng(5), 0, 0
+if sys.argv[2] == "overflow":  # negative control: bypass the checks, table one row short
+    grid = Grid(5, 3)
+    x = torch.zeros(4, 2, dtype=torch.float64)
+    X = torch.zeros(3, 4, 2, dtype=torch.float64)
+    tab = torch.randn(2 * grid.num_basis - 1, 3, dtype=torch.float64)
+    ints, rest = kern._common(x, tab, grid, 2, ((0, 0),), None)
+    Y = torch.empty(4, 4, 3, dtype=torch.float64)
+    kern._fns["jet_forward", torch.float64](
+        x.data_ptr(), X.data_ptr(), tab.data_ptr(), Y.data_ptr(), *ints, *rest, 1)
+    print("no report")
+    sys.exit(0)
+for i in range(int(sys.argv[2])):
+    N = int(rng.choice([1, 3, 40, 300]))
+    P, n, k = int(rng.integers(1, 8)), int(rng.integers(1, 9)), int(rng.integers(0, 6))
+    Q = int(rng.choice([1, 2, 3, 5, 8, 9, 16, 17, 20, 33]))
+    D = int(rng.integers(1, 4))
+    all_pairs = [(a, b) for a in range(D) for b in range(a, D)]
+    pairs = tuple(p for p in all_pairs if rng.random() < 0.5)
+    dtype = (torch.float32, torch.float64)[i % 2]
+    sq = [None, ("tanh", 0.0, 1.0), ("sigmoid", -1.0, 2.0)][i % 3]
+    grid = Grid(n, k)
+    x = torch.tensor(rng.uniform(-1.5, 1.5, (N, P)), dtype=dtype)
+    x[0, 0] = float("nan") if i % 5 == 0 else x[0, 0]
+    R = D + len(pairs)
+    X = torch.tensor(rng.standard_normal((R, N, P)), dtype=dtype)
+    tab = torch.tensor(rng.standard_normal((P * grid.num_basis, Q)), dtype=dtype)
+    G = torch.tensor(rng.standard_normal((N, Q)), dtype=dtype)
+    Gr = torch.tensor(rng.standard_normal((R, N, Q)), dtype=dtype)
+    xin = torch.tanh(x) if sq and sq[0] == "tanh" else torch.sigmoid(x) if sq else x
+    kern.forward(xin, X, tab, grid, D, pairs, sq)
+    needs = [bool(b) for b in rng.integers(0, 2, 3)]
+    kern.backward(xin, X, tab, G, Gr, grid, D, pairs, needs, sq)
+    n_calls += 2
+    if dtype == torch.float64 and i % 5:  # the C path against the PyTorch maps
+        coef = tab.reshape(P, grid.num_basis, Q).permute(2, 0, 1).contiguous()
+        jet = jets.Jet(x, X, D, pairs)
+        first = None if sq is None else (sq[0], grid.grid_range[0], grid.grid_range[1])
+        got = jets.spline(jet, coef, grid, "c", squash_first=first)
+        ref_in = jet if first is None else jets.squash(jet, *first)
+        ref = jets.spline(ref_in, coef, grid, "dense")
+        for a, b in ((got.value, ref.value), (got.rest, ref.rest)):
+            err = (a - b).abs().max() / (1 + b.abs().max())
+            assert err < 1e-10, (i, N, P, Q, n, k, D, pairs, sq, float(err))
+        compared += 1
+print("jet asan fuzz ok", n_calls, compared)
+"""
+
+
+def test_jet_kernel_under_address_sanitizer(tmp_path):
+    """The spline jet kernel (power form, padded tables, narrow path, the squash inside)
+    built with -fsanitize=address: 3000 random shapes, degrees, directions, pairs, squashes
+    and dtypes with no report, the float64 results equal to the PyTorch maps; a deliberate
+    short table is reported."""
+    libasan = _libasan()
+    if libasan is None:
+        pytest.skip("AddressSanitizer runtime not found (gcc -print-file-name=libasan.so)")
+    cc = kernels_c._compiler()
+    assert cc is not None
+    src, lib = tmp_path / "jets.c", tmp_path / "jets_asan.so"
+    src.write_text(jets_c.C_SOURCE)
+    flags = [*kernels_c.ASAN_FLAGS, "-march=native"]
+    if subprocess.run([cc, *flags, str(src), "-o", str(lib)], capture_output=True).returncode:
+        pytest.skip("the compiler cannot build with -fsanitize=address")
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
+               WANDB_MODE="disabled", OMP_NUM_THREADS="2")  # fmt: skip
+    script = tmp_path / "fuzz.py"
+    script.write_text(_JET_ASAN_FUZZ)
+
+    def run(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(lib), mode], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    control = run("overflow")
+    assert "heap-buffer-overflow" in control.stderr, (control.stdout, control.stderr[-2000:])
+    fuzz = run("3000")
+    assert fuzz.returncode == 0 and "jet asan fuzz ok" in fuzz.stdout, (
         fuzz.stdout[-2000:] + fuzz.stderr[-4000:]
     )
     assert "AddressSanitizer" not in fuzz.stderr, fuzz.stderr[-4000:]
