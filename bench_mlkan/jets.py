@@ -501,10 +501,8 @@ def _spline_network(net: nn.Module, jet: Jet) -> Jet:
     assert isinstance(net, SplineNetwork)
     lo, hi = net.grid.grid_range
     jet = forward(net.input_map, jet)
-    if net.linear is not None:
+    if net.linear is not None:  # a linear first layer is always followed by a spline layer
         jet = forward(net.linear, jet)
-        if len(net.layers) == 0:
-            jet = squash(jet, net.squash, lo, hi)
     for i, layer in enumerate(net.layers):
         squashed = i > 0 or net.linear is not None  # a squash in front of this layer
         if squashed and getattr(find_rule(layer), "apply", None) is _spline_layer:

@@ -418,6 +418,21 @@ def _libasan() -> str | None:
     return path if out.returncode == 0 and os.path.isabs(path) and os.path.exists(path) else None
 
 
+def _asan_runner(tmp_path: Path, libasan: str, lib: Path, source: str, timeout: int):
+    """run(mode): the fuzz script ``source`` with library ``lib`` in a child process with the
+    AddressSanitizer runtime preloaded (leaks off, 2 OpenMP threads)."""
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
+               WANDB_MODE="disabled", OMP_NUM_THREADS="2")  # fmt: skip
+    script = tmp_path / "fuzz.py"
+    script.write_text(source)
+
+    def run(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(lib), mode], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+    return run
+
+
 @pytest.mark.slow
 def test_c_kernel_under_address_sanitizer(tmp_path):
     libasan = _libasan()
@@ -426,15 +441,7 @@ def test_c_kernel_under_address_sanitizer(tmp_path):
     path = kernels_c.build(verbose=True, flags=kernels_c.ASAN_FLAGS, directory=tmp_path)
     if path is None:
         pytest.skip("the compiler cannot build with -fsanitize=address")
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
-               WANDB_MODE="disabled", OMP_NUM_THREADS="2")  # fmt: skip
-    script = tmp_path / "fuzz.py"
-    script.write_text(_ASAN_FUZZ)
-
-    def run(mode: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(path), mode], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=900)  # fmt: skip
-
+    run = _asan_runner(tmp_path, libasan, path, _ASAN_FUZZ, timeout=900)
     control = run("overflow")  # the sanitizer is live: an unchecked short table is caught
     if "no report" in control.stdout and "AddressSanitizer" not in control.stderr:
         pytest.fail("ASan did not report a deliberate out-of-bounds read")
@@ -520,15 +527,7 @@ def test_jet_kernel_under_address_sanitizer(tmp_path):
     flags = [*kernels_c.ASAN_FLAGS, "-march=native"]
     if subprocess.run([cc, *flags, str(src), "-o", str(lib)], capture_output=True).returncode:
         pytest.skip("the compiler cannot build with -fsanitize=address")
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
-               WANDB_MODE="disabled", OMP_NUM_THREADS="2")  # fmt: skip
-    script = tmp_path / "fuzz.py"
-    script.write_text(_JET_ASAN_FUZZ)
-
-    def run(mode: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(lib), mode], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
-
+    run = _asan_runner(tmp_path, libasan, lib, _JET_ASAN_FUZZ, timeout=600)
     control = run("overflow")
     assert "heap-buffer-overflow" in control.stderr, (control.stdout, control.stderr[-2000:])
     fuzz = run("3000")
